@@ -1,0 +1,99 @@
+"""Message bodies of SecAgg / SecAgg+ (Bonawitz et al. CCS'17, Bell et al. CCS'20).
+
+See ``protocols/secagg/SPEC.md`` for the byte layouts and the order of the rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+from fedsecure.messages.envelope import ArrayPayload, Bytes32, Message, PartyId
+
+Ciphertext = Annotated[bytes, msgspec.Meta(min_length=28, max_length=4096)]
+
+
+class AdvertiseKeys(Message, frozen=True):
+    """Round 0, client -> server: two fresh X25519 public keys."""
+
+    encryption_public_key: Bytes32  # c_pk: authenticated encryption of shares
+    masking_public_key: Bytes32  # s_pk: pairwise mask agreement
+
+
+class RosterEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    client: PartyId
+    encryption_public_key: Bytes32
+    masking_public_key: Bytes32
+
+
+class KeyRoster(Message, frozen=True):
+    """Round 0 reply, server -> each client: the keys of every client that advertised (U1)."""
+
+    entries: list[RosterEntry]
+
+
+class AddressedCiphertext(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    peer: PartyId  # recipient when a client sends, original sender when the server forwards
+    ciphertext: Ciphertext
+
+
+class EncryptedShares(Message, frozen=True):
+    """Round 1, client -> server: one AEAD ciphertext of (key share, seed share) per share holder."""
+
+    shares: list[AddressedCiphertext]
+
+
+class ForwardedShares(Message, frozen=True):
+    """Round 1 reply, server -> each client: the ciphertexts addressed to it (defines U2)."""
+
+    shares: list[AddressedCiphertext]
+
+
+class MaskedInput(Message, frozen=True):
+    """Round 2, client -> server: the masked, quantized, weighted input (+ weight as last word).
+
+    ``complaints`` lists senders whose share ciphertext failed authentication: the server
+    treats them as dropped.
+    """
+
+    masked: ArrayPayload
+    complaints: list[PartyId] = []
+
+
+class UnmaskRequest(Message, frozen=True):
+    """Round 3, server -> each survivor: who survived (reveal seed shares) and who dropped
+    (reveal masking-key shares).  The two lists must be disjoint."""
+
+    survivors: list[PartyId]
+    dropped: list[PartyId]
+
+
+class RevealedShare(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    owner: PartyId
+    share: Annotated[bytes, msgspec.Meta(min_length=1, max_length=1024)]
+
+
+class UnmaskShares(Message, frozen=True):
+    """Round 3 reply, client -> server: seed shares of survivors, key shares of dropped clients."""
+
+    seed_shares: list[RevealedShare]
+    key_shares: list[RevealedShare]
+
+
+class Abort(Message, frozen=True):
+    """Server -> clients: the round is over without a result."""
+
+    reason: Annotated[str, msgspec.Meta(max_length=1024)]
+
+
+SECAGG_MESSAGES = (
+    AdvertiseKeys,
+    KeyRoster,
+    EncryptedShares,
+    ForwardedShares,
+    MaskedInput,
+    UnmaskRequest,
+    UnmaskShares,
+    Abort,
+)

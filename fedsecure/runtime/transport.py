@@ -1,0 +1,30 @@
+"""Transports move opaque byte strings between party ids; nothing else.
+
+Party ids: the server is 0, clients are 1..n.  A transport never decodes, never retries a
+protocol step and never reads a clock for protocol purposes: deadlines belong to the driver.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class Transport(ABC):
+    """One party's endpoint."""
+
+    party_id: int
+
+    @abstractmethod
+    def send(self, recipient: int, data: bytes) -> None:
+        """Queue ``data`` for ``recipient`` (never blocks on the recipient)."""
+
+    @abstractmethod
+    def poll(self) -> list[tuple[int, bytes]]:
+        """Everything that has arrived, as (source party id, bytes); never blocks."""
+
+    @abstractmethod
+    def wait(self, timeout_s: float) -> None:
+        """Block until something may have arrived, or ``timeout_s`` passed."""
+
+    def close(self) -> None:
+        """Release resources; further sends are dropped."""
