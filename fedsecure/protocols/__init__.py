@@ -1,0 +1,6 @@
+"""Protocol modules: sans-I/O state machines behind the one aggregation interface (``base``).
+
+Importing this package registers the built-in protocols with ``make_aggregator``.
+"""
+
+from fedsecure.protocols import plaintext  # noqa: F401

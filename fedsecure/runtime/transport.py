@@ -28,3 +28,16 @@ class Transport(ABC):
 
     def close(self) -> None:
         """Release resources; further sends are dropped."""
+
+    @property
+    def alive(self) -> bool:
+        """False once this endpoint's process is gone (a crash injected by a fault)."""
+        return True
+
+    def has_pending(self) -> bool:
+        """True while sends are still held back (delayed by a fault, or in flight)."""
+        return False
+
+    def next_wakeup(self) -> float | None:
+        """Clock time at which held-back traffic is due, if any."""
+        return None

@@ -1,0 +1,68 @@
+"""X25519 key agreement and HKDF-SHA256 key derivation.
+
+Theory of operation: two parties each hold an X25519 key pair; ``agree`` combines one's private
+key with the other's public key into the same 32-byte shared secret (RFC 7748).  That raw secret
+is never used directly: ``derive_key`` expands it with HKDF-SHA256 (RFC 5869) under an ``info``
+string ``b"fedsecure/v1/" + purpose + b"\\x00" + context`` so that keys for different purposes
+(mask seeds, share encryption, ...) or sessions are independent.  A peer public key that is
+malformed or of small order (which would force an all-zero secret) is rejected as an
+:class:`~fedsecure.errors.IntegrityError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from fedsecure.errors import ConfigurationError, IntegrityError
+from fedsecure.hazmat._checks import require_key
+from fedsecure.rng import DEFAULT_RNG, RandomSource
+
+KEY_BYTES = 32
+INFO_PREFIX = b"fedsecure/v1/"
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A raw 32-byte private key and its 32-byte public key (X25519 or Ed25519)."""
+
+    private: bytes
+    public: bytes
+
+    def __repr__(self) -> str:  # never print the private key
+        return f"KeyPair(public={self.public.hex()})"
+
+
+def _private_key(private: bytes) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(require_key("private", private, KEY_BYTES))
+
+
+def generate_keypair(rng: RandomSource = DEFAULT_RNG) -> KeyPair:
+    """A fresh X25519 key pair whose private key is ``rng.bytes(32)`` (clamped by X25519)."""
+    private = rng.bytes(KEY_BYTES)
+    return KeyPair(private=private, public=public_key_of(private))
+
+
+def public_key_of(private: bytes) -> bytes:
+    """The raw 32-byte X25519 public key of a raw 32-byte private key."""
+    return _private_key(private).public_key().public_bytes_raw()
+
+
+def agree(private: bytes, peer_public: bytes) -> bytes:
+    """The raw 32-byte X25519 shared secret; a bad or low-order peer key raises IntegrityError."""
+    key = _private_key(private)
+    try:
+        return key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except (ValueError, TypeError) as exc:
+        raise IntegrityError(f"invalid X25519 peer public key: {exc}") from None
+
+
+def derive_key(secret: bytes, *, purpose: str, context: bytes, length: int = 32) -> bytes:
+    """HKDF-SHA256 (no salt) of ``secret`` for one ``purpose`` within one ``context``."""
+    if "\x00" in purpose:
+        raise ConfigurationError(f"purpose={purpose!r}: must not contain NUL")
+    info = INFO_PREFIX + purpose.encode() + b"\x00" + context
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
