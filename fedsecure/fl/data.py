@@ -121,7 +121,9 @@ def split_and_standardize(name: str, x, y, class_names, *, seed: int,
             f"{len(y)} samples are too few to split with test_fraction={test_fraction}")
     require(np.all(np.isfinite(x)), "dataset", name, "features contain NaN or infinity")
     counts = np.bincount(y)
-    stratify = y if counts[counts > 0].min() >= 2 and n_test >= np.count_nonzero(counts) else None
+    n_labels = np.count_nonzero(counts)
+    stratify = (y if counts[counts > 0].min() >= 2 and min(n_test, len(y) - n_test) >= n_labels
+                else None)
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=n_test, random_state=seed, stratify=stratify)
     mean = x_train.mean(axis=0)
@@ -139,16 +141,15 @@ def split_and_standardize(name: str, x, y, class_names, *, seed: int,
 
 
 def _encode_labels(raw, source: str) -> tuple[np.ndarray, list[str]]:
-    """Map labels to 0..k-1: integers >= 0 are kept as they are, anything else is sorted."""
-    raw = np.asarray(raw)
-    if raw.dtype.kind in "iu" and (raw.size == 0 or raw.min() >= 0):
-        k = int(raw.max()) + 1 if raw.size else 0
-        return raw.astype(np.int64), [str(i) for i in range(k)]
-    if raw.dtype.kind == "f" and np.all(raw == np.round(raw)) and raw.min() >= 0:
-        return _encode_labels(raw.astype(np.int64), source)
-    require(raw.dtype.kind in "iufUSO", "dataset", source, f"labels of dtype {raw.dtype}")
-    names, codes = np.unique(raw.astype(str), return_inverse=True)
-    return codes.astype(np.int64), [str(n) for n in names]
+    """Map labels to codes 0..k-1 in sorted order; the original values become class names."""
+    raw = np.asarray(raw).ravel()
+    require(raw.dtype.kind in "biufUS", "dataset", source, f"labels of dtype {raw.dtype}")
+    if raw.dtype.kind == "f":
+        require(bool(np.all(raw == np.round(raw))), "dataset", source,
+                "labels must be integers or strings, found fractional values")
+        raw = raw.astype(np.int64)
+    values, codes = np.unique(raw, return_inverse=True)
+    return codes.astype(np.int64), [str(v) for v in values]
 
 
 # --------------------------------------------------------------------------- loaders
@@ -183,9 +184,9 @@ def load_csv(path, *, label_column: str | int | None = None):
         require(len(row) == width, "dataset", f"csv:{path}",
                 f"line {number} has {len(row)} columns, expected {width}")
         cells = [cell.strip() for i, cell in enumerate(row) if i != label_index]
-        bad = [cell for cell in cells if not _is_number(cell)]
-        require(not bad, "dataset", f"csv:{path}",
-                f"line {number}: feature {bad[0]!r} is not a number" if bad else "")
+        for cell in cells:
+            require(_is_number(cell), "dataset", f"csv:{path}",
+                    f"line {number}: feature {cell!r} is not a number")
         features.append([float(cell) for cell in cells])
         labels.append(row[label_index].strip())
     label_array = np.array(labels)

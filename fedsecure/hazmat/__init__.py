@@ -1,15 +1,23 @@
 """Cryptographic primitives with no protocol knowledge.
 
-X25519 agreement + HKDF (:mod:`.agreement`), AES-256-GCM (:mod:`.aead`) and Ed25519
-(:mod:`.signing`) on pyca ``cryptography``.
+X25519 agreement + HKDF (:mod:`.agreement`), AES-256-GCM (:mod:`.aead`), Ed25519
+(:mod:`.signing`), the AES-256-CTR mask PRG (:mod:`.prg`), all on pyca ``cryptography``, and
+Shamir secret sharing over GF(2^31 - 1) in numpy (:mod:`.shamir`).
 """
 
 from fedsecure.hazmat.aead import OVERHEAD, seal, unseal
 from fedsecure.hazmat.agreement import KeyPair, agree, derive_key, generate_keypair, public_key_of
+from fedsecure.hazmat.prg import MaskPRG, expand
+from fedsecure.hazmat.shamir import (
+    CHUNKS, SHARE_BYTES, lagrange_weights_at_zero, reconstruct_secrets, share_from_bytes,
+    share_secrets, share_to_bytes)
 from fedsecure.hazmat.signing import generate_signing_key, sign, verify
 
 __all__ = [
     "OVERHEAD", "seal", "unseal",
     "KeyPair", "agree", "derive_key", "generate_keypair", "public_key_of",
+    "MaskPRG", "expand",
+    "CHUNKS", "SHARE_BYTES", "lagrange_weights_at_zero", "reconstruct_secrets",
+    "share_from_bytes", "share_secrets", "share_to_bytes",
     "generate_signing_key", "sign", "verify",
 ]

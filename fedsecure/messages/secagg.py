@@ -39,9 +39,12 @@ class AddressedCiphertext(msgspec.Struct, frozen=True, array_like=True, forbid_u
 
 
 class EncryptedShares(Message, frozen=True):
-    """Round 1, client -> server: one AEAD ciphertext of (key share, seed share) per share holder."""
+    """Round 1, client -> server: one AEAD ciphertext of (key share, seed share) per share
+    holder, and a hash commitment to the self-mask seed so the server can verify the seed it
+    reconstructs (SHA-256 of a 256-bit random seed reveals nothing about the input)."""
 
     shares: list[AddressedCiphertext]
+    seed_commitment: Bytes32
 
 
 class ForwardedShares(Message, frozen=True):

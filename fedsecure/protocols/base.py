@@ -254,6 +254,13 @@ class Aggregator(ABC):
         """Largest absolute error of one coordinate of the decoded mean (0 if exact)."""
         return 0.0
 
+    def envelope(self, sender: int, recipient: int, body):
+        """Wrap ``body`` in this round's envelope."""
+        from fedsecure.messages import Envelope
+
+        return Envelope(session=self.session, round=self.spec.round, sender=sender,
+                        recipient=recipient, body=body)
+
 
 AggregatorFactory = Callable[..., Aggregator]
 _REGISTRY: dict[str, AggregatorFactory] = {}

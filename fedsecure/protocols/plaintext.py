@@ -16,7 +16,7 @@ from fedsecure.errors import (
     RemoteProtocolError,
     UnexpectedMessage,
 )
-from fedsecure.messages import ArrayPayload, Envelope, PlainUpdate, SERVER_ID
+from fedsecure.messages import SERVER_ID, ArrayPayload, PlainUpdate
 from fedsecure.protocols.base import (
     AggregateResult,
     Aggregator,
@@ -156,10 +156,6 @@ class PlaintextAggregator(Aggregator):
 
     def server(self, *, rng=None) -> PlaintextServer:
         return PlaintextServer(self)
-
-    def envelope(self, sender: int, recipient: int, body) -> Envelope:
-        return Envelope(session=self.session, round=self.spec.round, sender=sender,
-                        recipient=recipient, body=body)
 
 
 register_protocol("plaintext", PlaintextAggregator)

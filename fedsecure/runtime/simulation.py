@@ -42,6 +42,7 @@ class RoundReport:
     stats: dict[int, PartyStats]
     events: list[tuple[int, Event]] = field(default_factory=list)
     virtual_seconds: float = 0.0
+    transcript: list[tuple[int, int, bytes]] | None = None
 
     @property
     def server_stats(self) -> PartyStats:
@@ -81,14 +82,16 @@ def simulate_round(
     deadlines: Deadlines | None = None,
     reorder_seed: int | None = None,
     on_event: Callable[[int, Event], None] | None = None,
+    record_transcript: bool = False,
 ) -> RoundReport:
     """Run one round. ``inputs`` maps client id -> (vector, integer weight); clients of the
-    spec that have no input never show up (they are dropped at the first deadline)."""
+    spec that have no input never show up (they are dropped at the first deadline).
+    ``record_transcript`` keeps every delivered (source, recipient, bytes) in the report."""
     unknown = sorted(set(inputs) - set(aggregator.spec.client_ids))
     if unknown:
         raise LocalProtocolError(f"inputs for unknown client ids {unknown}")
     clock = VirtualClock()
-    network = MemoryNetwork(reorder_seed=reorder_seed)
+    network = MemoryNetwork(reorder_seed=reorder_seed, record=record_transcript)
     events: list[tuple[int, Event]] = []
 
     def record(party_id: int, event: Event) -> None:
@@ -135,4 +138,5 @@ def simulate_round(
         stats={d.party.party_id: d.stats for d in drivers},
         events=events,
         virtual_seconds=clock.now,
+        transcript=network.transcript,
     )

@@ -15,8 +15,9 @@ from fedsecure.runtime.transport import Transport
 class MemoryNetwork:
     """Mailboxes keyed by party id."""
 
-    def __init__(self, *, reorder_seed: int | None = None):
+    def __init__(self, *, reorder_seed: int | None = None, record: bool = False):
         self._inboxes: dict[int, deque[tuple[int, bytes]]] = defaultdict(deque)
+        self.transcript: list[tuple[int, int, bytes]] | None = [] if record else None
         self._shuffle = random.Random(reorder_seed).shuffle if reorder_seed is not None else None
         self.bytes_delivered = 0
 
@@ -25,6 +26,8 @@ class MemoryNetwork:
 
     def post(self, source: int, recipient: int, data: bytes) -> None:
         self._inboxes[recipient].append((source, bytes(data)))
+        if self.transcript is not None:
+            self.transcript.append((source, recipient, bytes(data)))
         self.bytes_delivered += len(data)
 
     def collect(self, party_id: int) -> list[tuple[int, bytes]]:

@@ -1,0 +1,217 @@
+"""FedAvg / FedProx training loop with checkpoints, resume and optional personalization.
+
+Each round r = 1..R: sample ``ceil(fraction * clients)`` clients, train each locally from the
+global model (FedProx when ``mu > 0``), aggregate the clipped deltas with the configured
+protocol through :func:`fedsecure.fl.server.aggregate_round` (the loop never branches on the
+protocol), add the mean delta to the global model, evaluate on the test set, and write the
+checkpoint and metrics to the run directory.  An aborted round leaves the model unchanged and
+is recorded as such.
+
+Randomness: every draw of round r (client sampling, each client's batch order) comes from a
+generator seeded by ``SeedSequence(seed, spawn_key=(r, purpose[, client]))``, so the seed and
+the number of completed rounds are the whole RNG state: resuming from a checkpoint replays the
+remaining rounds exactly as an uninterrupted run would (on the CPU, and with an aggregation
+protocol whose result does not depend on fresh randomness -- secure protocols that round
+stochastically with the OS CSPRNG differ run to run by at most their quantization error).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedsecure.config import require
+from fedsecure.fl import rundir
+from fedsecure.fl.client import resolve_device, train_local
+from fedsecure.fl.config import TrainConfig
+from fedsecure.fl.data import Dataset, load_dataset, partition
+from fedsecure.fl.model import build_model, evaluate, model_to_vector, vector_to_model
+from fedsecure.fl.personalize import personalize
+from fedsecure.fl.server import (
+    AggregateFn,
+    aggregate_round,
+    build_aggregator,
+    sample_clients,
+    secure_aggregate,
+)
+from fedsecure.protocols.base import AggregationSpec
+
+PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE = 0, 1, 2
+RESUMABLE_CHANGES = ("rounds", "device")
+"""The options a resumed run may change; everything else comes from the checkpoint."""
+
+
+def derived_seed(seed: int, round_index: int, purpose: int, client: int | None = None) -> int:
+    """A 63-bit seed for one purpose of one round (and client), derived from ``seed``."""
+    key = (round_index, purpose) if client is None else (round_index, purpose, client)
+    state = np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
+
+
+@dataclass
+class Federation:
+    """The prepared data and model of a run, with tensors on the training device."""
+
+    config: TrainConfig
+    device: torch.device
+    dataset: Dataset
+    parts: list[np.ndarray]
+    client_data: list[tuple[torch.Tensor, torch.Tensor]]
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    model: nn.Module
+
+
+def prepare(config: TrainConfig) -> Federation:
+    """Load and partition the data, build the model and check the aggregation configuration.
+
+    Everything that can be wrong with the configuration fails here, before any training.
+    """
+    device = resolve_device(config.device)
+    dataset = load_dataset(config.dataset, seed=config.seed, test_fraction=config.test_fraction,
+                           label_column=config.label_column)
+    parts = partition(dataset.y_train, config.clients, scheme=config.partition,
+                      alpha=config.alpha, seed=config.seed)
+    model = build_model(config.model, dataset.n_features, dataset.n_classes,
+                        hidden=config.hidden, seed=config.seed).to(device)
+    largest = sorted((len(p) for p in parts), reverse=True)
+    # The costliest round this run can have: the largest clients sampled together.
+    build_aggregator(config.protocol, AggregationSpec(
+        n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
+        max_weight=largest[0], clip=config.clip), config.protocol_options)
+    x = torch.from_numpy(dataset.x_train).to(device)
+    y = torch.from_numpy(dataset.y_train).to(device)
+    return Federation(
+        config=config, device=device, dataset=dataset, parts=parts,
+        client_data=[(x[torch.from_numpy(p).to(device)], y[torch.from_numpy(p).to(device)])
+                     for p in parts],
+        x_test=torch.from_numpy(dataset.x_test).to(device),
+        y_test=torch.from_numpy(dataset.y_test).to(device),
+        model=model,
+    )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    config: TrainConfig
+    run_dir: Path
+    model: nn.Module
+    metrics: list[dict]
+    personalization: list[dict] | None
+
+
+RoundCallback = Callable[[dict, TrainConfig], None]
+"""Called after each round with its metrics row and the run's configuration."""
+
+
+def run_round(fed: Federation, round_index: int, *,
+              aggregate: AggregateFn = secure_aggregate) -> dict:
+    """One federated round on ``fed.model`` (updated in place); returns its metrics row."""
+    cfg = fed.config
+    sampler = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_SAMPLE))
+    sampled = sample_clients(cfg.clients, cfg.fraction, sampler)
+    began = time.perf_counter()
+    updates = []
+    for client in sampled:
+        x, y = fed.client_data[client]
+        updates.append((client, train_local(
+            fed.model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            momentum=cfg.momentum, mu=cfg.mu,
+            seed=derived_seed(cfg.seed, round_index, PURPOSE_TRAIN, client))))
+    trained = time.perf_counter()
+    outcome = aggregate_round(updates, protocol=cfg.protocol, options=cfg.protocol_options,
+                              clip=cfg.clip, round_index=round_index,
+                              deadline_s=cfg.deadline_s, aggregate=aggregate)
+    aggregated = time.perf_counter()
+    if outcome.mean is not None:
+        vector_to_model(model_to_vector(fed.model) + outcome.mean, fed.model)
+    accuracy, loss = evaluate(fed.model, fed.x_test, fed.y_test)
+    weights = np.array([u.n_samples for _, u in updates], dtype=np.float64)
+    return {
+        "round": round_index,
+        "accuracy": accuracy,
+        "loss": loss,
+        "train_loss": float(np.dot(weights, [u.train_loss for _, u in updates]) / weights.sum()),
+        "sampled": sampled,
+        "survivors": list(outcome.survivors),
+        "dropped": list(outcome.dropped),
+        "aborted": None if outcome.error is None else str(outcome.error),
+        "bytes": outcome.bytes_total,
+        "clipped_fraction": outcome.clipped_fraction,
+        "quantization_error": outcome.quantization_error,
+        "epsilon": None,
+        "seconds_train": trained - began,
+        "seconds_aggregate": aggregated - trained,
+        "seconds_eval": time.perf_counter() - aggregated,
+        "phase_seconds": outcome.phase_seconds,
+    }
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")
+
+
+def train(config: TrainConfig, *, aggregate: AggregateFn = secure_aggregate,
+          on_round: RoundCallback | None = None) -> TrainResult:
+    """A fresh run: pre-flight checks, then ``config.rounds`` rounds into the run directory."""
+    run_dir = Path(config.run_dir) if config.run_dir is not None else default_run_dir()
+    require(not (run_dir / rundir.CHECKPOINT_FILE).exists(), "run_dir", str(run_dir),
+            "already holds a run; continue it with --resume or choose another folder")
+    config = replace(config, run_dir=str(run_dir))
+    fed = prepare(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(run_dir / rundir.CONFIG_FILE, config.to_dict())
+    return _continue(fed, run_dir, [], aggregate=aggregate, on_round=on_round)
+
+
+def resume(run_dir: str | Path, *, rounds: int | None = None, device: str | None = None,
+           aggregate: AggregateFn = secure_aggregate,
+           on_round: RoundCallback | None = None) -> TrainResult:
+    """Continue the run in ``run_dir`` from its last checkpoint up to its (or ``rounds``) rounds.
+
+    Only ``rounds`` (to extend a run) and ``device`` may differ from the saved configuration.
+    """
+    run_dir = Path(run_dir)
+    checkpoint = rundir.load_checkpoint(run_dir)
+    config = TrainConfig.from_mapping(checkpoint["config"], source=str(run_dir))
+    changes = {k: v for k, v in (("rounds", rounds), ("device", device)) if v is not None}
+    config = replace(config, run_dir=str(run_dir), **changes)
+    done = checkpoint["round"]
+    require(config.rounds >= done, "rounds", config.rounds,
+            f"the run in {run_dir} already completed {done} rounds")
+    fed = prepare(config)
+    fed.model.load_state_dict(checkpoint["model"])
+    rundir.write_json(run_dir / rundir.CONFIG_FILE, config.to_dict())
+    return _continue(fed, run_dir, checkpoint["metrics"], aggregate=aggregate,
+                     on_round=on_round)
+
+
+def _continue(fed: Federation, run_dir: Path, metrics: list[dict], *, aggregate: AggregateFn,
+              on_round: RoundCallback | None) -> TrainResult:
+    cfg = fed.config
+    for round_index in range(len(metrics) + 1, cfg.rounds + 1):
+        row = run_round(fed, round_index, aggregate=aggregate)
+        metrics.append(row)
+        rundir.save_checkpoint(run_dir, completed_round=round_index,
+                               model_state=fed.model.state_dict(), config=cfg.to_dict(),
+                               metrics=metrics, seed=cfg.seed)
+        rundir.write_metrics(run_dir, metrics)
+        if on_round is not None:
+            on_round(row, cfg)
+    rundir.save_model(run_dir, fed.model.state_dict())
+    personal = None
+    if cfg.personalize:
+        personal = personalize(
+            fed, split_seed=derived_seed(cfg.seed, 0, PURPOSE_PERSONALIZE),
+            seeds=[derived_seed(cfg.seed, cfg.rounds, PURPOSE_PERSONALIZE, c)
+                   for c in range(cfg.clients)])
+        rundir.write_json(run_dir / rundir.PERSONALIZATION_FILE, personal)
+    return TrainResult(config=cfg, run_dir=run_dir, model=fed.model, metrics=metrics,
+                       personalization=personal)

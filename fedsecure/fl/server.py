@@ -1,0 +1,123 @@
+"""The server side of a federated round: sample clients, aggregate their deltas, update.
+
+Aggregation goes through the one interface of :mod:`fedsecure.protocols.base`: the protocol is a
+name (``plaintext``, ``secagg``, ...) and options, never a branch here.  :func:`secure_aggregate`
+builds the round's :class:`~fedsecure.protocols.base.AggregationSpec` -- client ids 1..m, integer
+weights = sample counts, per-coordinate clip -- and runs it with
+:func:`fedsecure.runtime.simulation.simulate_round`.  :func:`aggregate_round` clips the deltas
+(counting the clipped coordinates), maps round ids back to client indices and returns the mean
+delta that FedAvg / FedProx add to the global model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedsecure.errors import ConfigurationError
+from fedsecure.fl.client import LocalUpdate
+from fedsecure.protocols.base import AggregateResult, AggregationSpec, make_aggregator
+from fedsecure.runtime.driver import Deadlines
+from fedsecure.runtime.simulation import simulate_round
+
+
+@dataclass(frozen=True)
+class AggregationReport:
+    """What an aggregation function reports for one round (ids are 1..m)."""
+
+    result: AggregateResult | None  # None when the round aborted
+    error: Exception | None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    bytes_total: int = 0
+    quantization_error: float = 0.0
+
+
+AggregateFn = Callable[..., AggregationReport]
+"""``aggregate(protocol, spec, inputs, *, options, deadline_s) -> AggregationReport`` where
+``inputs`` maps round ids 1..m to (delta, weight)."""
+
+
+def build_aggregator(protocol: str, spec: AggregationSpec, options: Mapping):
+    """``make_aggregator`` with unknown or ill-typed protocol options reported as config errors."""
+    try:
+        return make_aggregator(protocol, spec, **dict(options))
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"protocol_options={dict(options)!r}: not accepted by protocol {protocol!r} ({exc})"
+        ) from None
+
+
+def secure_aggregate(protocol: str, spec: AggregationSpec,
+                     inputs: Mapping[int, tuple[np.ndarray, int]], *, options: Mapping,
+                     deadline_s: float | None) -> AggregationReport:
+    """Run one round of ``protocol`` over ``inputs`` with the in-process simulation driver.
+
+    ``deadline_s`` bounds each collection phase (clients that miss it are dropped as
+    stragglers); None keeps the driver's default.
+    """
+    aggregator = build_aggregator(protocol, spec, options)
+    deadlines = None if deadline_s is None else Deadlines(default_s=deadline_s)
+    report = simulate_round(aggregator, dict(inputs), deadlines=deadlines, faults=())
+    return AggregationReport(
+        result=report.result,
+        error=report.error,
+        phase_seconds={str(k): float(v) for k, v in report.phase_seconds.items()},
+        bytes_total=int(report.bytes_total),
+        quantization_error=float(aggregator.quantization_error),
+    )
+
+
+def sampled_per_round(n_clients: int, fraction: float) -> int:
+    """How many clients a round samples: ceil(fraction * n_clients)."""
+    return max(1, math.ceil(fraction * n_clients - 1e-9))
+
+
+def sample_clients(n_clients: int, fraction: float, rng: np.random.Generator) -> list[int]:
+    """A sorted sample without replacement of ``sampled_per_round`` client indices."""
+    m = sampled_per_round(n_clients, fraction)
+    return sorted(int(i) for i in rng.choice(n_clients, size=m, replace=False))
+
+
+@dataclass(frozen=True)
+class RoundAggregate:
+    """The server's view of a round: mean delta over survivors (None if aborted) and costs."""
+
+    mean: np.ndarray | None
+    survivors: tuple[int, ...]  # client indices
+    dropped: tuple[int, ...]
+    error: Exception | None
+    clipped_fraction: float
+    phase_seconds: dict[str, float]
+    bytes_total: int
+    quantization_error: float
+
+
+def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str,
+                    options: Mapping, clip: float, round_index: int,
+                    deadline_s: float | None = None,
+                    aggregate: AggregateFn = secure_aggregate) -> RoundAggregate:
+    """Clip each delta to [-clip, clip], aggregate with ``protocol``, return the mean delta."""
+    clients = [client for client, _ in updates]
+    d = len(updates[0][1].delta)
+    clipped = sum(int(np.count_nonzero(np.abs(u.delta) > clip)) for _, u in updates)
+    inputs = {rid: (np.clip(u.delta, -clip, clip), u.n_samples)
+              for rid, (_, u) in enumerate(updates, start=1)}
+    spec = AggregationSpec(n_clients=len(updates), vector_length=d,
+                           max_weight=max(u.n_samples for _, u in updates), clip=clip,
+                           session=None, round=round_index)
+    report = aggregate(protocol, spec, inputs, options=options, deadline_s=deadline_s)
+    result = report.result
+    return RoundAggregate(
+        mean=None if result is None else np.asarray(result.mean, dtype=np.float64),
+        survivors=() if result is None else tuple(clients[i - 1] for i in result.survivors),
+        dropped=tuple(clients) if result is None else tuple(
+            clients[i - 1] for i in result.dropped),
+        error=report.error,
+        clipped_fraction=clipped / (len(updates) * d),
+        phase_seconds=report.phase_seconds,
+        bytes_total=report.bytes_total,
+        quantization_error=report.quantization_error,
+    )

@@ -1,0 +1,18 @@
+"""Numba kernels for the masking and fixed-point arithmetic, each with its NumPy reference.
+
+:mod:`.quantize` encodes float vectors into Z_{2^k} (clip, stochastic rounding, weight) and
+decodes them; :mod:`.modular` adds, subtracts and reduces ring vectors in place.  Every kernel
+``f`` has an ``f_reference`` in plain NumPy that the tests hold it equal to.
+"""
+
+from fedsecure.kernels.modular import (
+    add_into, add_into_reference, reduce_into, reduce_into_reference, sub_into,
+    sub_into_reference)
+from fedsecure.kernels.quantize import (
+    dequantize, dequantize_reference, quantize, quantize_reference)
+
+__all__ = [
+    "add_into", "add_into_reference", "sub_into", "sub_into_reference",
+    "reduce_into", "reduce_into_reference",
+    "quantize", "quantize_reference", "dequantize", "dequantize_reference",
+]

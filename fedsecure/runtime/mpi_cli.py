@@ -1,0 +1,106 @@
+"""``fedsecure mpi-round``: one aggregation round with every party an MPI rank.
+
+Run it under ``mpirun`` on every rank: ``mpirun -n N`` gives rank 0 the server and ranks
+1..N-1 the clients.  Options may come from a ``--config`` file (TOML or JSON, see
+``mpi_launch/configs/``); options given on the command line override it.  Every rank must see
+the same configuration (checked before the round starts).  Rank 0 prints the outcome and a
+per-rank table and, with ``--out``, writes the JSON report.  Exit status: 0 when the round
+finished and its aggregate matches the plain sum of the survivors, 1 otherwise; a rank killed
+by ``--crash`` exits with 75 (use ``mpirun -disable-auto-cleanup``, or mpirun kills the job).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+from fedsecure.config import require
+from fedsecure.errors import BackendUnavailable, ConfigurationError
+
+DEFAULTS = {"protocol": "secagg", "dim": 1000, "seed": 0, "max_weight": 1, "clip": 1.0,
+            "deadline_s": 30.0, "round_timeout_s": 600.0, "report_timeout_s": 10.0}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("mpi-round", help="one aggregation round, run under mpirun",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="round configuration (.toml or .json)")
+    p.add_argument("--protocol", help=f"aggregation protocol (default {DEFAULTS['protocol']})")
+    p.add_argument("--dim", type=int, help=f"vector length (default {DEFAULTS['dim']})")
+    p.add_argument("--seed", type=int,
+                   help="seed of the synthetic client updates (default 0)")
+    p.add_argument("--max-weight", dest="max_weight", type=int,
+                   help="largest client weight (default 1)")
+    p.add_argument("--clip", type=float, help="per-coordinate clipping bound (default 1.0)")
+    p.add_argument("--min-clients", dest="min_clients", type=int,
+                   help="fewest survivors for the round to finish (default: a strict majority)")
+    p.add_argument("--deadline", dest="deadline_s", type=float, metavar="SECONDS",
+                   help=f"server deadline per phase (default {DEFAULTS['deadline_s']:g})")
+    p.add_argument("--phase-deadline", dest="phase_deadlines", action="append", default=[],
+                   metavar="PHASE=SECONDS", help="deadline of one server phase, e.g. "
+                   "collect_masked=5 (repeatable)")
+    p.add_argument("--silent", action="append", default=[], metavar="RANK:MESSAGE",
+                   help="that rank stops sending from MESSAGE on, e.g. 3:MaskedInput "
+                   "(repeatable)")
+    p.add_argument("--crash", action="append", default=[], metavar="RANK:MESSAGE",
+                   help="that rank's process exits just before sending MESSAGE, e.g. "
+                   "5:UnmaskShares (repeatable; needs mpirun -disable-auto-cleanup)")
+    p.add_argument("--round-timeout", dest="round_timeout_s", type=float, metavar="SECONDS",
+                   help="longest any rank waits for the round (default 600)")
+    p.add_argument("--report-timeout", dest="report_timeout_s", type=float, metavar="SECONDS",
+                   help="how long rank 0 waits for the other ranks' statistics (default 10)")
+    p.add_argument("--out", metavar="FILE", help="rank 0 writes the JSON report here")
+    p.set_defaults(run=run)
+
+
+def build_config(args):
+    """The round configuration from ``--config`` and the command-line overrides."""
+    from fedsecure.runtime.mpi_runner import MPIRoundConfig, faults_from_cli, load_config_file
+
+    options = dict(DEFAULTS)
+    if args.config:
+        options.update(load_config_file(args.config))
+    for name in ("protocol", "dim", "seed", "max_weight", "clip", "min_clients", "deadline_s",
+                 "round_timeout_s", "report_timeout_s"):
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
+    phases = dict(options.get("phase_deadlines_s", {}))
+    for item in args.phase_deadlines:
+        phase, sep, seconds = item.partition("=")
+        require(bool(sep and phase), "--phase-deadline", item, "expected PHASE=SECONDS")
+        try:
+            phases[phase] = float(seconds)
+        except ValueError:
+            raise ConfigurationError(f"--phase-deadline={item!r}: SECONDS is not a number") from None
+    options["phase_deadlines_s"] = phases
+    cli_faults = faults_from_cli(args.silent, args.crash)
+    if cli_faults:
+        options["faults"] = tuple(options.get("faults", ())) + cli_faults
+    return MPIRoundConfig(**options)
+
+
+def run(args) -> int:
+    config = build_config(args)  # before MPI starts: a bad option fails fast on every rank
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise BackendUnavailable("mpi4py", "mpi") from None
+    from fedsecure.runtime.mpi_runner import run_mpi_round, shutdown
+
+    try:
+        outcome = run_mpi_round(config, out_path=args.out)
+    except ConfigurationError:
+        raise  # raised alike on every rank (checked before the round or agreed collectively)
+    except Exception:
+        # An unexpected failure on one rank: without rank 0 nobody can finish the round, so
+        # it ends the whole job; a client rank leaves like a crashed one.
+        traceback.print_exc()
+        sys.stderr.flush()
+        if MPI.COMM_WORLD.Get_rank() == 0:
+            MPI.COMM_WORLD.Abort(1)
+        os._exit(1)
+    return shutdown(outcome)

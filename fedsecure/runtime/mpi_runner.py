@@ -1,0 +1,542 @@
+"""Run one aggregation round with every party an MPI rank: ``mpirun -n N`` gives n = N - 1 clients.
+
+Rank 0 is the server, rank r is client r (rank == party id).  Every rank runs the *same*
+protocol code as the in-process simulation — a :class:`~fedsecure.runtime.driver.PartyDriver`
+stepped by :func:`~fedsecure.runtime.driver.run_party` — over an
+:class:`~fedsecure.transport.mpi.MPITransport` wrapped in the shared fault schedule
+(:class:`~fedsecure.runtime.faults.FaultyTransport`).
+
+One round, per rank:
+
+1. **Agree** (the only collectives, done while every rank is certainly alive): each rank hashes
+   its own configuration; an ``Allgather`` of the digests makes every rank refuse a mismatch
+   the same way; rank 0 draws the session id and ``Bcast`` s it.
+2. **Run** the party: rank 0 the server, rank r client r with ``produce_update(r)``.
+3. **Wind down**, point to point only, so a dead rank cannot hang anyone:
+   rank 0 sends ``round_over`` to every client (a client still waiting — silent, dropped —
+   stops); each client sends its ``stats`` (JSON) to rank 0; rank 0 waits for the stats of
+   every rank not scheduled to crash (at most ``report_timeout_s``), prints and writes the
+   report, then sends ``final`` to every client that reported, saying whether *all* did.
+4. **Shut down**: if every rank reported, ``MPI_Finalize``; otherwise flush and ``os._exit``,
+   because ``MPI_Finalize`` waits for every rank of the job, the dead one included.
+
+An injected ``Crash`` really ends the rank's process (``os._exit(CRASH_EXIT_STATUS)``) just
+before it would send the named message.  Under MPICH the job survives that only when started
+with ``mpirun -disable-auto-cleanup``; without it, Hydra kills every rank as soon as one exits
+without finalizing (see ``docs/mpi.md``).
+
+mpi4py is imported only when a round runs, so the configuration and the synthetic data
+(:func:`synthetic_update`) are usable without the ``mpi`` extra.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import numpy as np
+
+from fedsecure.config import require
+from fedsecure.errors import ConfigurationError, MalformedMessage
+from fedsecure.messages import ALL_MESSAGES, SERVER_ID, SESSION_ID_BYTES
+from fedsecure.protocols.base import (
+    AggregationSpec,
+    ClientDropped,
+    Event,
+    RoundAborted,
+    available_protocols,
+    make_aggregator,
+)
+from fedsecure.runtime.driver import Deadlines, PartyDriver, run_party
+from fedsecure.runtime.faults import Crash, Fault, FaultyTransport, Silent, parse_fault
+from fedsecure.runtime.transport import Transport
+
+CONTROL_TAG = 2
+"""MPI tag of the runner's own messages (round_over, stats, final); protocol data uses 1."""
+
+CRASH_EXIT_STATUS = 75
+"""Exit status of a rank killed by an injected ``Crash`` (``mpirun`` passes it on)."""
+
+MESSAGE_TAGS = frozenset(m.__name__ for m in ALL_MESSAGES)
+
+UpdateFn = Callable[[int], "tuple[np.ndarray, int]"]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class MPIRoundConfig:
+    """Everything every rank must agree on; the number of clients is the world size - 1.
+
+    ``deadline_s`` is how long the server waits in each collection phase (``phase_deadlines_s``
+    overrides it per server phase); ``round_timeout_s`` bounds a whole rank's life (a client
+    also gives up on a server that has been silent that long); ``report_timeout_s`` is how long
+    rank 0 waits for the other ranks' statistics after the round.
+    """
+
+    protocol: str = "secagg"
+    dim: int = 1000
+    seed: int = 0
+    max_weight: int = 1
+    clip: float = 1.0
+    min_clients: int | None = None
+    deadline_s: float = 30.0
+    phase_deadlines_s: Mapping[str, float] = field(default_factory=dict)
+    faults: tuple[Fault, ...] = ()
+    round_timeout_s: float = 600.0
+    report_timeout_s: float = 10.0
+
+    def __post_init__(self):
+        require(isinstance(self.protocol, str) and self.protocol in available_protocols(),
+                "protocol", self.protocol, f"choose one of {available_protocols()}")
+        require(isinstance(self.dim, int) and self.dim >= 1, "dim", self.dim,
+                "must be an integer >= 1")
+        require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
+                "must be an integer >= 0")
+        for name in ("deadline_s", "round_timeout_s", "report_timeout_s"):
+            value = getattr(self, name)
+            require(isinstance(value, (int, float)) and math.isfinite(value) and value > 0,
+                    name, value, "must be a finite number of seconds > 0")
+        for phase, seconds in self.phase_deadlines_s.items():
+            require(isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0,
+                    f"phase_deadlines_s[{phase!r}]", seconds, "must be a finite number > 0")
+        object.__setattr__(self, "phase_deadlines_s", dict(self.phase_deadlines_s))
+        object.__setattr__(self, "faults", tuple(self.faults))
+        for fault in self.faults:
+            require(isinstance(fault, (Silent, Crash)), "faults", fault,
+                    "only Silent and Crash faults can be scheduled on MPI ranks")
+            require(fault.party != SERVER_ID, "faults", fault,
+                    "rank 0 is the server; only client ranks (>= 1) can be faulted")
+            require(fault.before in MESSAGE_TAGS, "faults", fault,
+                    f"unknown message tag {fault.before!r}; one of {sorted(MESSAGE_TAGS)}")
+
+    def spec(self, n_clients: int, session: bytes) -> AggregationSpec:
+        return AggregationSpec(n_clients=n_clients, vector_length=self.dim,
+                               max_weight=self.max_weight, clip=self.clip,
+                               min_clients=self.min_clients, session=session)
+
+    def deadlines(self) -> Deadlines:
+        return Deadlines(default_s=self.deadline_s, per_phase_s=self.phase_deadlines_s,
+                         client_idle_s=self.round_timeout_s)
+
+    def check_world(self, world_size: int) -> int:
+        """The number of clients for ``world_size`` ranks, checked against this config."""
+        require(world_size >= 3, "world size", world_size,
+                "needs rank 0 (server) and at least 2 client ranks: run under mpirun -n 3 or more")
+        n = world_size - 1
+        for fault in self.faults:
+            require(1 <= fault.party <= n, "faults", fault, f"client ranks are 1..{n}")
+        return n
+
+    def crashing_ranks(self) -> set[int]:
+        return {f.party for f in self.faults if isinstance(f, Crash)}
+
+    def fault_of(self, rank: int) -> Fault | None:
+        return next((f for f in self.faults if f.party == rank), None)
+
+    def to_json(self) -> dict:
+        return {
+            "protocol": self.protocol, "dim": self.dim, "seed": self.seed,
+            "max_weight": self.max_weight, "clip": self.clip, "min_clients": self.min_clients,
+            "deadline_s": self.deadline_s, "phase_deadlines_s": dict(self.phase_deadlines_s),
+            "faults": [fault_text(f) for f in self.faults],
+            "round_timeout_s": self.round_timeout_s, "report_timeout_s": self.report_timeout_s,
+        }
+
+    def digest(self, world_size: int) -> bytes:
+        canonical = json.dumps({"world_size": world_size, **self.to_json()}, sort_keys=True)
+        return hashlib.sha256(b"fedsecure/mpi-round/v1" + canonical.encode()).digest()
+
+
+def fault_text(fault: Fault) -> str:
+    """``silent 3:MaskedInput`` / ``crash 5:UnmaskShares`` (the CLI syntax)."""
+    return f"{type(fault).__name__.lower()} {fault.party}:{fault.before}"
+
+
+def faults_from_cli(silent=(), crash=()) -> tuple[Fault, ...]:
+    """Faults from ``--silent RANK:TAG`` / ``--crash RANK:TAG`` strings."""
+    return tuple(parse_fault("silent", s) for s in silent) + tuple(
+        parse_fault("crash", c) for c in crash)
+
+
+def load_config_file(path: str) -> dict:
+    """Read a round configuration (``.toml`` or ``.json``) into keyword arguments of
+    :class:`MPIRoundConfig`; faults are given as ``silent = ["3:MaskedInput"]`` /
+    ``crash = ["5:UnmaskShares"]`` lists."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise ConfigurationError(f"--config={path!r}: cannot read it ({exc.strerror})") from None
+    try:
+        if path.endswith(".toml"):
+            data = _toml_loads(path, raw.decode())
+        elif path.endswith(".json"):
+            data = json.loads(raw)
+        else:
+            raise ConfigurationError(f"--config={path!r}: expected a .toml or .json file")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"--config={path!r}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"--config={path!r}: expected a table of options")
+    allowed = set(MPIRoundConfig.__dataclass_fields__) - {"faults"} | {"silent", "crash"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigurationError(f"--config={path!r}: unknown options {unknown}")
+    faults = faults_from_cli(data.pop("silent", ()), data.pop("crash", ()))
+    return {**data, "faults": faults} if faults else data
+
+
+def _toml_loads(path: str, text: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ConfigurationError(f"--config={path!r}: reading TOML needs Python 3.11+ or"
+                                     " the tomli package; or use a .json config") from None
+    return tomllib.loads(text)
+
+
+# --------------------------------------------------------------------------- synthetic data
+
+
+def synthetic_update(config: MPIRoundConfig, client_id: int) -> tuple[np.ndarray, int]:
+    """Client ``client_id``'s deterministic synthetic update: values uniform in [-clip, clip]
+    and an integer weight in [1, max_weight], from (seed, client id) alone — so rank 0 and the
+    tests can recompute any client's input.  Not random enough for anything but test data."""
+    data = np.random.default_rng([config.seed, client_id])
+    vector = data.uniform(-config.clip, config.clip, config.dim)
+    weight = int(data.integers(1, config.max_weight + 1))
+    return vector, weight
+
+
+def plain_sum(update: UpdateFn, survivors, clip: float) -> tuple[np.ndarray, float]:
+    """Sum of weight * clip(vector) over ``survivors``, and of their weights."""
+    total, weight = 0.0, 0.0
+    for client in survivors:
+        vector, w = update(client)
+        total = total + w * np.clip(vector, -clip, clip)
+        weight += w
+    return np.asarray(total, dtype=np.float64), weight
+
+
+# --------------------------------------------------------------------------- the round
+
+
+@dataclass
+class RankOutcome:
+    """What one rank takes away: its exit status, whether ``MPI_Finalize`` is safe (every
+    rank reported), and on rank 0 the round's report."""
+
+    rank: int
+    exit_code: int
+    clean: bool
+    report: dict | None = None
+
+
+class _UntilRoundOver(Transport):
+    """A client's data channel that goes quiet once rank 0 announces the end of the round, so
+    a client that waits for a message that will never come (it was dropped, or is silent)
+    stops: ``alive`` turns False and ``run_party`` returns."""
+
+    def __init__(self, data: Transport, control: Transport):
+        self.data = data
+        self.control = control
+        self.party_id = data.party_id
+        self.round_over = False
+
+    def send(self, recipient: int, data: bytes) -> None:
+        self.data.send(recipient, data)
+
+    def poll(self) -> list[tuple[int, bytes]]:
+        return self.data.poll()
+
+    def wait(self, timeout_s: float) -> None:
+        self.data.wait(timeout_s)
+
+    def close(self) -> None:
+        self.data.close()
+
+    @property
+    def alive(self) -> bool:
+        for source, raw in self.control.poll():
+            if _decode_control(source, raw)["kind"] == "round_over" and source == SERVER_ID:
+                self.round_over = True
+        return not self.round_over
+
+
+def run_mpi_round(
+    config: MPIRoundConfig,
+    *,
+    comm=None,
+    produce_update: UpdateFn | None = None,
+    reference_update: UpdateFn | None = None,
+    out_path: str | None = None,
+    stdout=None,
+    clock: Callable[[], float] = time.monotonic,
+) -> RankOutcome:
+    """Run this rank's part of one round (call it on every rank of ``comm``).
+
+    ``produce_update(client_id) -> (vector, weight)`` makes a client rank's input (default:
+    :func:`synthetic_update`).  Rank 0 checks the aggregate against the plain sum of the
+    survivors computed with ``reference_update`` (default: ``produce_update`` when that is the
+    synthetic default, else no check).  Rank 0 prints the outcome and a per-rank table to
+    ``stdout`` and writes the JSON report to ``out_path`` if given.  Does not finalize MPI:
+    pass the outcome to :func:`shutdown`.
+    """
+    from mpi4py import MPI
+
+    from fedsecure.transport.mpi import MPITransport
+
+    if produce_update is None:
+        produce_update = _synthetic(config)
+        reference_update = reference_update or produce_update
+    comm = (comm if comm is not None else MPI.COMM_WORLD).Dup()
+    rank, world = comm.Get_rank(), comm.Get_size()
+    n = config.check_world(world)
+    session = _agree(comm, config, MPI)
+
+    began = clock()
+    aggregator = make_aggregator(config.protocol, config.spec(n, session))
+    data = MPITransport(comm)
+    control = MPITransport(comm, tag=CONTROL_TAG)
+    events: list[tuple[int, Event]] = []
+    if rank == SERVER_ID:
+        party, endpoint = aggregator.server(), data
+    else:
+        party = aggregator.client(rank)
+        vector, weight = produce_update(rank)
+        party.set_input(vector, weight)
+        endpoint = _UntilRoundOver(data, control)
+    fault = config.fault_of(rank)
+    transport = FaultyTransport(endpoint, config.faults, clock,
+                                on_crash=lambda: _crash(rank, fault))
+    driver = PartyDriver(party, transport, session=session, deadlines=config.deadlines(),
+                         clock=clock, on_event=lambda pid, ev: events.append((pid, ev)))
+    run_party(driver)
+    stats = _rank_stats(rank, driver, events, config, began, clock)
+
+    if rank == SERVER_ID:
+        outcome = _finish_server(config, aggregator, party, events, stats, control,
+                                 reference_update, out_path, stdout or sys.stdout, began, clock)
+    else:
+        outcome = _finish_client(rank, config, stats, control, began, clock)
+    data.close()
+    control.close()
+    return outcome
+
+
+def shutdown(outcome: RankOutcome) -> int:
+    """End this rank: ``MPI_Finalize`` when every rank is known alive, else flush and exit
+    at once (finalizing would wait forever for a dead rank).  Returns the exit status when it
+    returns at all."""
+    from mpi4py import MPI
+
+    if outcome.clean:
+        MPI.Finalize()
+        return outcome.exit_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(outcome.exit_code)
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _synthetic(config: MPIRoundConfig) -> UpdateFn:
+    return lambda client_id: synthetic_update(config, client_id)
+
+
+def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
+    """Check that every rank runs the same configuration, then share rank 0's session id."""
+    world = comm.Get_size()
+    mine = np.frombuffer(config.digest(world), dtype=np.uint8)
+    everyone = np.empty(world * mine.size, dtype=np.uint8)
+    comm.Allgather([mine, MPI.BYTE], [everyone, MPI.BYTE])
+    differing = [r for r, d in enumerate(everyone.reshape(world, mine.size))
+                 if not np.array_equal(d, mine)]
+    if differing:
+        raise ConfigurationError(
+            f"rank {comm.Get_rank()}: ranks {differing} run a different round configuration"
+            " (same options and config file on every host?)")
+    session = bytearray(os.urandom(SESSION_ID_BYTES) if comm.Get_rank() == 0
+                        else SESSION_ID_BYTES)
+    comm.Bcast([session, MPI.BYTE], root=0)
+    return bytes(session)
+
+
+def _crash(rank: int, fault: Fault | None) -> None:
+    where = f" before {fault.before}" if fault is not None else ""
+    print(f"fedsecure mpi-round: rank {rank}: injected crash{where}, exiting now",
+          file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(CRASH_EXIT_STATUS)
+
+
+def _encode_control(kind: str, **fields) -> bytes:
+    return json.dumps({"kind": kind, **fields}).encode()
+
+
+def _decode_control(source: int, raw: bytes) -> dict:
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedMessage("undecodable control message", source) from None
+    if not isinstance(message, dict) or message.get("kind") not in ("round_over", "stats",
+                                                                     "final"):
+        raise MalformedMessage(f"unknown control message {str(message)[:80]}", source)
+    return message
+
+
+def _rank_stats(rank, driver, events, config, began, clock) -> dict:
+    party = driver.party
+    aborted = next((ev.reason for pid, ev in events
+                    if pid == rank and isinstance(ev, RoundAborted)), None)
+    if driver.gave_up:
+        status = "gave up waiting"
+    elif aborted is not None:
+        status = "aborted" if rank == SERVER_ID else "stopped by server"
+    elif party.done:
+        status = "finished"
+    else:
+        status = "stopped at round end"
+    fault = config.fault_of(rank)
+    s = driver.stats
+    return {
+        "rank": rank, "role": "server" if rank == SERVER_ID else "client", "status": status,
+        "fault": fault_text(fault) if fault is not None else None,
+        "wall_s": clock() - began, "compute_s": s.total_seconds,
+        "bytes_sent": s.total_bytes_sent, "bytes_received": s.total_bytes_received,
+        "seconds_by_phase": dict(s.seconds_by_phase),
+        "bytes_sent_by_message": dict(s.bytes_sent),
+    }
+
+
+def _finish_client(rank, config, stats, control, began, clock) -> RankOutcome:
+    control.send(SERVER_ID, _encode_control("stats", stats=stats))
+    give_up_at = began + config.round_timeout_s
+    while clock() < give_up_at:
+        for source, raw in control.poll():
+            message = _decode_control(source, raw)
+            if source == SERVER_ID and message["kind"] == "final":
+                return RankOutcome(rank, 0, clean=bool(message.get("clean")))
+        control.wait(min(0.05, max(0.0, give_up_at - clock())))
+    print(f"fedsecure mpi-round: rank {rank}: no word from rank 0 within round_timeout_s="
+          f"{config.round_timeout_s}", file=sys.stderr, flush=True)
+    return RankOutcome(rank, 1, clean=False)
+
+
+def _finish_server(config, aggregator, server, events, stats, control, reference_update,
+                   out_path, stdout, began, clock) -> RankOutcome:
+    n = aggregator.spec.n_clients
+    outcome = "aborted" if server.aborted is not None else "finished"
+    for client in range(1, n + 1):
+        control.send(client, _encode_control("round_over", outcome=outcome))
+    reports = {SERVER_ID: stats}
+    expected = set(range(1, n + 1)) - config.crashing_ranks()
+    give_up_at = clock() + config.report_timeout_s
+    while True:
+        for source, raw in control.poll():
+            message = _decode_control(source, raw)
+            if message["kind"] == "stats" and 1 <= source <= n:
+                reports[source] = message["stats"]
+        if expected <= reports.keys() or clock() >= give_up_at:
+            break
+        control.wait(min(0.05, max(0.0, give_up_at - clock())))
+    missing = [r for r in range(1, n + 1) if r not in reports]
+
+    report = _round_report(config, aggregator, server, events, reports, missing,
+                           reference_update, clock() - began)
+    print(format_summary(report), file=stdout, flush=True)
+    if out_path:
+        with open(out_path, "w") as fh:
+            json.dump(report, fh, indent=2)
+    clean = not missing
+    for client in sorted(reports):
+        if client != SERVER_ID:
+            control.send(client, _encode_control("final", clean=clean))
+    check = report["check"]
+    ok = outcome == "finished" and (check is None or check["ok"])
+    return RankOutcome(SERVER_ID, 0 if ok else 1, clean=clean, report=report)
+
+
+def _round_report(config, aggregator, server, events, reports, missing, reference_update,
+                  wall_s) -> dict:
+    n = aggregator.spec.n_clients
+    dropouts = [{"client": ev.client, "phase": ev.phase, "reason": ev.reason}
+                for pid, ev in events if pid == SERVER_ID and isinstance(ev, ClientDropped)]
+    report = {
+        "protocol": config.protocol, "n_clients": n, "dim": config.dim,
+        "world_size": n + 1, "session": aggregator.session.hex(), "config": config.to_json(),
+        "outcome": "finished", "error": None, "survivors": [], "dropped": [],
+        "dropouts": dropouts, "check": None, "wall_s": wall_s,
+        "ranks": [reports.get(r, {"rank": r, "role": "client", "status": "no report",
+                                  "fault": _fault_or_none(config, r)})
+                  for r in range(n + 1)],
+        "missing_reports": missing, "clean_shutdown": not missing,
+    }
+    if server.aborted is not None:
+        report.update(outcome="aborted", error=str(server.aborted))
+        return report
+    result = server.result()
+    report.update(survivors=list(result.survivors), dropped=list(result.dropped))
+    if reference_update is not None:
+        expected, weight = plain_sum(reference_update, result.survivors, config.clip)
+        error = float(np.max(np.abs(result.weighted_sum - expected)))
+        # the protocol's bound on the mean, scaled to the sum (plus float round-off)
+        bound = aggregator.quantization_error * weight
+        tolerance = bound + 1e-9 * max(1.0, float(np.max(np.abs(expected))))
+        report["check"] = {
+            "max_abs_error": error, "tolerance": tolerance,
+            "total_weight": result.total_weight, "expected_total_weight": weight,
+            "ok": error <= tolerance and result.total_weight == weight,
+        }
+    return report
+
+
+def _fault_or_none(config, rank):
+    fault = config.fault_of(rank)
+    return fault_text(fault) if fault is not None else None
+
+
+def format_summary(report: dict) -> str:
+    """The outcome line(s) and a per-rank table, as rank 0 prints them."""
+    lines = [f"mpi-round: protocol {report['protocol']}, {report['n_clients']} client ranks x "
+             f"{report['dim']} values, session {report['session'][:8]}..."]
+    if report["outcome"] == "aborted":
+        lines.append(f"round ABORTED: {report['error']}")
+    else:
+        lines.append(f"round finished: survivors {report['survivors']}, "
+                     f"dropped {report['dropped']}")
+        check = report["check"]
+        if check is not None:
+            lines.append(f"aggregate check: max |sum - plain sum of survivors| = "
+                         f"{check['max_abs_error']:.3g} (tolerance {check['tolerance']:.3g}), "
+                         f"total weight {check['total_weight']:g} "
+                         f"(plain {check['expected_total_weight']:g}): "
+                         f"{'OK' if check['ok'] else 'MISMATCH'}")
+    for d in report["dropouts"]:
+        lines.append(f"  dropped client {d['client']} in {d['phase']}: {d['reason']}")
+    lines.append(f"{'rank':>4}  {'role':<6} {'status':<22} {'fault':<24}"
+                 f"{'sent B':>10}{'recv B':>10}{'compute s':>11}{'wall s':>9}")
+    for r in report["ranks"]:
+        if "bytes_sent" in r:
+            numbers = (f"{r['bytes_sent']:>10}{r['bytes_received']:>10}"
+                       f"{r['compute_s']:>11.3f}{r['wall_s']:>9.2f}")
+        else:
+            numbers = f"{'-':>10}{'-':>10}{'-':>11}{'-':>9}"
+        lines.append(f"{r['rank']:>4}  {r['role']:<6} {r['status']:<22} "
+                     f"{r['fault'] or '-':<24}{numbers}")
+    lines.append(f"wall time {report['wall_s']:.2f} s; "
+                 + ("every rank reported" if report["clean_shutdown"]
+                    else f"no report from ranks {report['missing_reports']} (dead?)"))
+    return "\n".join(lines)
