@@ -11,14 +11,14 @@ from fedsecure.errors import ConfigurationError, InvalidInput
 RING_DTYPES = (np.dtype("<u4"), np.dtype("<u8"))
 
 
-def ring_dtype(dtype, name: str = "dtype") -> np.dtype:
+def ring_dtype(dtype) -> np.dtype:
     """``dtype`` as one of the ring word dtypes ("<u4", "<u8"), else ConfigurationError."""
     try:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
     if resolved not in RING_DTYPES:
-        raise ConfigurationError(f"{name}={dtype!r}: must be '<u4' or '<u8' (little-endian)")
+        raise ConfigurationError(f"dtype={dtype!r}: must be '<u4' or '<u8' (little-endian)")
     return resolved
 
 
@@ -37,8 +37,7 @@ def modulus_bits_for(modulus_bits: int, dtype: np.dtype) -> int:
 
 def ring_vector(array, name: str) -> np.ndarray:
     """A writeable, C-contiguous array of ring words, flattened to a 1-D view of itself."""
-    if not isinstance(array, np.ndarray) or not array.flags.c_contiguous \
-            or not array.flags.writeable:
-        raise InvalidInput(f"{name}: must be a writeable, C-contiguous numpy array")
-    ring_dtype(array.dtype, f"{name}.dtype")
+    if not isinstance(array, np.ndarray) or array.dtype not in RING_DTYPES \
+            or not array.flags.c_contiguous or not array.flags.writeable:
+        raise InvalidInput(f"{name}: must be a writeable, C-contiguous '<u4' or '<u8' array")
     return array.reshape(-1)

@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from fedsecure.errors import ConfigurationError, InvalidInput
-from fedsecure.kernels._checks import modulus_bits_for, ring_dtype
+from fedsecure.kernels._checks import RING_DTYPES, modulus_bits_for, ring_dtype
 
 UNIFORM_SCALE = 2.0**-32
 
@@ -105,9 +105,8 @@ def _quantize_args(x, uniform, scale, clip, weight, modulus_bits, dtype):
 
 
 def _dequantize_args(words, modulus_bits, scale):
-    if not isinstance(words, np.ndarray):
-        raise InvalidInput("words: must be a numpy array of ring words")
-    dtype = ring_dtype(words.dtype, "words.dtype")
-    shift = 64 - modulus_bits_for(modulus_bits, dtype)
+    if not isinstance(words, np.ndarray) or words.dtype not in RING_DTYPES:
+        raise InvalidInput("words: must be a '<u4' or '<u8' numpy array")
+    shift = 64 - modulus_bits_for(modulus_bits, words.dtype)
     _positive_finite(scale, "scale")
     return np.ascontiguousarray(words), shift

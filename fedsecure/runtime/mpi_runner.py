@@ -43,7 +43,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from fedsecure.config import require
-from fedsecure.errors import ConfigurationError, MalformedMessage
+from fedsecure.errors import ConfigurationError, MalformedMessage, ProtocolAborted
 from fedsecure.messages import ALL_MESSAGES, SERVER_ID, SESSION_ID_BYTES
 from fedsecure.protocols.base import (
     AggregationSpec,
@@ -300,7 +300,8 @@ def run_mpi_round(
     if produce_update is None:
         produce_update = _synthetic(config)
         reference_update = reference_update or produce_update
-    comm = (comm if comm is not None else MPI.COMM_WORLD).Dup()
+    comm, request = (comm if comm is not None else MPI.COMM_WORLD).Idup()
+    _complete(request, config)
     rank, world = comm.Get_rank(), comm.Get_size()
     n = config.check_world(world)
     session = _agree(comm, config, MPI)
@@ -357,11 +358,14 @@ def _synthetic(config: MPIRoundConfig) -> UpdateFn:
 
 
 def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
-    """Check that every rank runs the same configuration, then share rank 0's session id."""
+    """Check that every rank runs the same configuration, then share rank 0's session id.
+
+    Non-blocking collectives completed with a sleeping wait: ranks that start early do not
+    spin (MPI's blocking collectives busy-poll) while the others are still importing."""
     world = comm.Get_size()
     mine = np.frombuffer(config.digest(world), dtype=np.uint8)
     everyone = np.empty(world * mine.size, dtype=np.uint8)
-    comm.Allgather([mine, MPI.BYTE], [everyone, MPI.BYTE])
+    _complete(comm.Iallgather([mine, MPI.BYTE], [everyone, MPI.BYTE]), config)
     differing = [r for r, d in enumerate(everyone.reshape(world, mine.size))
                  if not np.array_equal(d, mine)]
     if differing:
@@ -370,8 +374,20 @@ def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
             " (same options and config file on every host?)")
     session = bytearray(os.urandom(SESSION_ID_BYTES) if comm.Get_rank() == 0
                         else SESSION_ID_BYTES)
-    comm.Bcast([session, MPI.BYTE], root=0)
+    _complete(comm.Ibcast([session, MPI.BYTE], root=0), config)
     return bytes(session)
+
+
+def _complete(request, config: MPIRoundConfig) -> None:
+    """Wait for a start-up collective, sleeping between tests, at most round_timeout_s."""
+    give_up_at = time.monotonic() + config.round_timeout_s
+    sleep_s = 0.0005
+    while not request.Test():
+        if time.monotonic() > give_up_at:
+            raise ProtocolAborted(f"not every rank started within round_timeout_s="
+                                  f"{config.round_timeout_s}")
+        time.sleep(sleep_s)
+        sleep_s = min(2 * sleep_s, 0.02)
 
 
 def _crash(rank: int, fault: Fault | None) -> None:

@@ -37,7 +37,7 @@ from fedsecure.errors import (
 )
 from fedsecure.hazmat import generate_keypair, seal, unseal
 from fedsecure.hazmat import shamir
-from fedsecure.kernels import quantize
+from fedsecure.kernels import quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
     Abort,
@@ -238,7 +238,7 @@ class SecAggClient(ClientParty):
             masking.add_pairwise_mask(words, self._masking.private, self.party_id, peer,
                                       self._roster[peer][1], self.context,
                                       masking.pairwise_sign(self.party_id, peer))
-        np.bitwise_and(words, words.dtype.type(fixed.mask), out=words)
+        reduce_into(words, fixed.modulus_bits)
         return words
 
     def _send(self, body) -> None:

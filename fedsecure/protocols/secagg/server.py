@@ -38,7 +38,7 @@ from fedsecure.errors import (
     UnexpectedMessage,
 )
 from fedsecure.hazmat import public_key_of, shamir
-from fedsecure.kernels import dequantize
+from fedsecure.kernels import add_into, dequantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
     Abort,
@@ -274,7 +274,7 @@ class SecAggServer(ServerParty):
         fixed = self.agg.fixed_point
         total = np.zeros(self.agg.spec.vector_length + 1, dtype=fixed.dtype)
         for client in self._survivors:
-            np.add(total, self._masked[client], out=total)
+            add_into(total, self._masked[client])
             masking.add_self_mask(total, seeds[client], client, self.context, -1)
         survivors = set(self._survivors)
         for dropped, key in sorted(keys.items()):
@@ -284,7 +284,7 @@ class SecAggServer(ServerParty):
                 masking.add_pairwise_mask(total, key, dropped, peer,
                                           self._keys[peer].masking_public_key, self.context, sign)
         self._masked.clear()
-        np.bitwise_and(total, total.dtype.type(fixed.mask), out=total)
+        reduce_into(total, fixed.modulus_bits)
         return total
 
     # ------------------------------------------------------------------ helpers

@@ -1,0 +1,90 @@
+"""Conformance vectors for SecAgg: fixed seeds, full 5-client transcripts with dropouts.
+
+``python -m tests.secagg.conformance`` rewrites ``protocols/secagg/vectors/*.json``; only do
+that for a deliberate change of the wire format, and say so in the change.
+The tests (test_conformance.py) replay each vector and require every byte to match.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from fedsecure.protocols.base import AggregationSpec, make_aggregator
+from fedsecure.rng import DeterministicRandom
+from fedsecure.runtime.faults import Silent
+from fedsecure.runtime.simulation import simulate_round
+
+VECTOR_DIR = Path(__file__).resolve().parents[2] / "protocols" / "secagg" / "vectors"
+
+CASES = {
+    "five_clients_drop_before_masked_input_and_unmasking": {
+        "seed": "fedsecure-secagg-vector-1",
+        "faults": [[2, "MaskedInput"], [4, "UnmaskShares"]],
+    },
+    "five_clients_drop_before_shares_and_masked_input": {
+        "seed": "fedsecure-secagg-vector-2",
+        "faults": [[5, "EncryptedShares"], [2, "MaskedInput"]],
+    },
+}
+PARAMETERS = {"n_clients": 5, "vector_length": 6, "max_weight": 3, "clip": 1.0,
+              "scale_bits": 8, "threshold": 3, "round": 7,
+              "session": "000102030405060708090a0b0c0d0e0f"}
+
+
+def run_case(seed: str, faults, parameters=PARAMETERS):
+    """Run the round a vector describes; returns (inputs, report, aggregator)."""
+    p = parameters
+    spec = AggregationSpec(n_clients=p["n_clients"], vector_length=p["vector_length"],
+                           max_weight=p["max_weight"], clip=p["clip"],
+                           session=bytes.fromhex(p["session"]), round=p["round"])
+    aggregator = make_aggregator("secagg", spec, scale_bits=p["scale_bits"],
+                                 threshold=p["threshold"], rng=DeterministicRandom(seed))
+    grid = DeterministicRandom(seed + "/inputs")
+    limit = int(p["clip"] * 2 ** p["scale_bits"])
+    inputs = {}
+    for c in spec.client_ids:
+        raw = np.frombuffer(grid.bytes(4 * spec.vector_length), "<u4").astype(np.int64)
+        vector = (raw % (2 * limit + 1) - limit) / 2 ** p["scale_bits"]
+        inputs[c] = (vector, int(grid.bytes(1)[0] % p["max_weight"]) + 1)
+    report = simulate_round(aggregator, inputs, faults=[Silent(c, tag) for c, tag in faults],
+                            record_transcript=True)
+    return inputs, report, aggregator
+
+
+def build_vector(name: str) -> dict:
+    case = CASES[name]
+    inputs, report, aggregator = run_case(case["seed"], case["faults"])
+    result = report.result
+    return {
+        "protocol": "secagg",
+        "wire_version": 1,
+        "name": name,
+        "rng": "DeterministicRandom(seed): AES-256-CTR keystream keyed by "
+               "SHA-256('fedsecure/test-rng/v1' || seed), one stream shared by all parties "
+               "in the order the simulation runs them",
+        "seed": case["seed"],
+        "parameters": PARAMETERS,
+        "inputs": {str(c): {"vector": v.tolist(), "weight": w} for c, (v, w) in inputs.items()},
+        "faults": [{"kind": "silent", "party": c, "before": tag} for c, tag in case["faults"]],
+        "transcript": [{"from": s, "to": r, "hex": data.hex()} for s, r, data in report.transcript],
+        "result": {
+            "survivors": list(result.survivors),
+            "weighted_sum": result.weighted_sum.tolist(),
+            "total_weight": result.total_weight,
+        },
+    }
+
+
+def main() -> None:
+    VECTOR_DIR.mkdir(parents=True, exist_ok=True)
+    for name in CASES:
+        path = VECTOR_DIR / f"{name}.json"
+        path.write_text(json.dumps(build_vector(name), indent=1) + "\n")
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
