@@ -206,6 +206,7 @@ def _continue(fed: Federation, run_dir: Path, metrics: list[dict], *, aggregate:
         if on_round is not None:
             on_round(row, cfg)
     rundir.save_model(run_dir, fed.model.state_dict())
+    rundir.plot_metrics(run_dir / rundir.PLOT_FILE, metrics)
     personal = None
     if cfg.personalize:
         personal = personalize(

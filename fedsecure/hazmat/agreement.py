@@ -11,6 +11,7 @@ malformed or of small order (which would force an all-zero secret) is rejected a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
@@ -58,6 +59,19 @@ def agree(private: bytes, peer_public: bytes) -> bytes:
         return key.exchange(X25519PublicKey.from_public_bytes(peer_public))
     except (ValueError, TypeError) as exc:
         raise IntegrityError(f"invalid X25519 peer public key: {exc}") from None
+
+
+def agree_many(private: bytes, peer_publics: Sequence[bytes]) -> list[bytes]:
+    """``agree`` with many peers, loading the private key once (loading costs as much as an
+    exchange).  A bad peer key raises IntegrityError naming its index."""
+    key = _private_key(private)
+    secrets = []
+    for index, peer_public in enumerate(peer_publics):
+        try:
+            secrets.append(key.exchange(X25519PublicKey.from_public_bytes(peer_public)))
+        except (ValueError, TypeError) as exc:
+            raise IntegrityError(f"invalid X25519 peer public key #{index}: {exc}") from None
+    return secrets
 
 
 def derive_key(secret: bytes, *, purpose: str, context: bytes, length: int = 32) -> bytes:

@@ -45,7 +45,7 @@ def share_secrets(secrets: Sequence[bytes], holders: Sequence[int], threshold: i
     xs = _coordinates(holders, "holders")
     if not isinstance(threshold, int) or not 1 <= threshold <= len(xs):
         raise ConfigurationError(
-            f"threshold={threshold!r}: must be an integer in [1, {len(xs)}] (the number of holders)")
+            f"threshold={threshold!r}: must be an integer in [1, {len(xs)}], the number of holders")
     constants = _secrets_to_chunks(secrets)
     coefficients = _uniform_field_elements(rng, (threshold - 1, *constants.shape))
     x = xs[:, None, None]

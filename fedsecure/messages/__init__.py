@@ -17,6 +17,7 @@ from fedsecure.messages.envelope import (
     Message,
     envelope_type,
 )
+from fedsecure.messages.ckks import CKKS_MESSAGES
 from fedsecure.messages.plaintext import PLAINTEXT_MESSAGES, PlainUpdate
 from fedsecure.messages.secagg import (
     SECAGG_MESSAGES,
@@ -33,7 +34,7 @@ from fedsecure.messages.secagg import (
     UnmaskShares,
 )
 
-ALL_MESSAGES = SECAGG_MESSAGES + PLAINTEXT_MESSAGES
+ALL_MESSAGES = SECAGG_MESSAGES + PLAINTEXT_MESSAGES + CKKS_MESSAGES
 Body = Union[ALL_MESSAGES]  # type: ignore[valid-type]
 Envelope = envelope_type(Body)
 CODEC = Codec(Envelope)

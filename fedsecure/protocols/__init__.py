@@ -5,3 +5,4 @@ Importing this package registers the built-in protocols with ``make_aggregator``
 
 from fedsecure.protocols import plaintext  # noqa: F401
 from fedsecure.protocols import secagg  # noqa: F401
+from fedsecure.protocols import ckks  # noqa: F401

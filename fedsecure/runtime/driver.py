@@ -39,11 +39,13 @@ class Deadlines:
 
 @dataclass
 class PartyStats:
-    """What one party spent: bytes by message tag, seconds of its own work by phase."""
+    """What one party spent: bytes by message tag; wall and CPU seconds of its own work
+    (protocol calls, encoding) by phase — waiting for others is not counted."""
 
     bytes_sent: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     bytes_received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds_by_phase: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    cpu_seconds_by_phase: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def total_bytes_sent(self) -> int:
@@ -56,6 +58,10 @@ class PartyStats:
     @property
     def total_seconds(self) -> float:
         return sum(self.seconds_by_phase.values())
+
+    @property
+    def total_cpu_seconds(self) -> float:
+        return sum(self.cpu_seconds_by_phase.values())
 
 
 class PartyDriver:
@@ -132,11 +138,12 @@ class PartyDriver:
     # ------------------------------------------------------------------ internals
     def _timed(self, fn, *args):
         phase = self.party.phase
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.thread_time()
         try:
             return fn(*args)
         finally:
             self.stats.seconds_by_phase[phase] += time.perf_counter() - began
+            self.stats.cpu_seconds_by_phase[phase] += time.thread_time() - cpu_began
 
     def _deliver(self, source: int, data: bytes) -> None:
         try:

@@ -87,17 +87,17 @@ def run(args) -> int:
 
 
 def _print_phase_table(report) -> None:
-    print(f"{'phase':<28}{'seconds':>10}{'MB sent':>10}")
-    for phase, seconds in report.server_seconds_by_phase.items():
-        print(f"{'server ' + phase:<28}{seconds:>10.3f}")
     sent: dict[str, int] = {}
-    for pid, stats in report.stats.items():
+    for stats in report.stats.values():
         for tag, n in stats.bytes_sent.items():
             sent[tag] = sent.get(tag, 0) + n
-    for phase, seconds in report.client_seconds_by_phase.items():
-        print(f"{'clients ' + phase:<28}{seconds:>10.3f}")
+    print(f"{'CPU seconds by phase':<34}{'server':>10}{'clients (sum)':>15}")
+    server, clients = report.seconds_by_phase("server"), report.seconds_by_phase("clients")
+    for phase in list(dict.fromkeys([*server, *clients])):
+        print(f"  {phase:<32}{server.get(phase, 0.0):>10.3f}{clients.get(phase, 0.0):>15.3f}")
+    print(f"{'MB sent by message':<34}")
     for tag, n in sent.items():
-        print(f"{'  message ' + tag:<28}{'':>10}{n / 1e6:>10.2f}")
+        print(f"  {tag:<32}{n / 1e6:>10.2f}")
 
 
 class Progress:

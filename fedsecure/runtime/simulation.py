@@ -52,25 +52,22 @@ class RoundReport:
     def bytes_total(self) -> int:
         return sum(s.total_bytes_sent for s in self.stats.values())
 
-    @property
-    def server_seconds_by_phase(self) -> dict[str, float]:
-        return dict(self.server_stats.seconds_by_phase)
-
-    @property
-    def client_seconds_by_phase(self) -> dict[str, float]:
-        """Seconds summed over all clients, by client phase."""
+    def seconds_by_phase(self, party: str = "server", cpu: bool = True) -> dict[str, float]:
+        """CPU (or wall) seconds of the server's own work, or of all clients summed
+        (``party="clients"``), by that party's phase."""
         total: dict[str, float] = defaultdict(float)
         for pid, stats in self.stats.items():
-            if pid != SERVER_ID:
-                for phase, seconds in stats.seconds_by_phase.items():
+            if (pid == SERVER_ID) == (party == "server"):
+                source = stats.cpu_seconds_by_phase if cpu else stats.seconds_by_phase
+                for phase, seconds in source.items():
                     total[phase] += seconds
         return dict(total)
 
     @property
     def phase_seconds(self) -> dict[str, float]:
-        """Server and client seconds by phase name, prefixed ``server:`` / ``clients:``."""
-        out = {f"server:{k}": v for k, v in self.server_seconds_by_phase.items()}
-        out.update({f"clients:{k}": v for k, v in self.client_seconds_by_phase.items()})
+        """CPU seconds by phase name, prefixed ``server:`` / ``clients:``."""
+        out = {f"server:{k}": v for k, v in self.seconds_by_phase("server").items()}
+        out.update({f"clients:{k}": v for k, v in self.seconds_by_phase("clients").items()})
         return out
 
 

@@ -11,6 +11,9 @@ nothing is ever pickled.  The transport never blocks on a peer:
   forever.  Completed receives are returned in arrival order per sender;
 * :meth:`MPITransport.wait` sleeps with exponential back-off between probes, so an
   oversubscribed machine (more ranks than cores) is not burnt by busy polling;
+* a transfer that MPI reports as failed — typically a peer that died mid-message, which
+  MPICH's single-copy path reports as ``process_vm_readv failed`` — is dropped and counted
+  (``lost_receives`` / ``lost_sends``): to the protocol that peer simply went silent;
 * :meth:`MPITransport.close` gives pending sends a grace period to complete, then cancels and
   frees whatever is left (e.g. a send to a rank that crashed), so closing never hangs.
 
@@ -22,7 +25,6 @@ transport's: ``MPI_Finalize`` waits for every rank, including dead ones.
 from __future__ import annotations
 
 import time
-from collections import deque
 
 from fedsecure.errors import BackendUnavailable, ConfigurationError, LocalProtocolError
 from fedsecure.runtime.transport import Transport
@@ -71,8 +73,10 @@ class MPITransport(Transport):
         self.max_sleep_s = max_sleep_s
         self.close_grace_s = close_grace_s
         self.closed = False
-        self._sends: list[tuple[MPI.Request, bytes]] = []
-        self._recvs: deque[tuple[int, bytearray, MPI.Request]] = deque()
+        self.lost_sends = 0
+        self.lost_receives = 0
+        self._sends: list[_Transfer] = []
+        self._recvs: list[_Transfer] = []
         self._status = MPI.Status()
 
     # ------------------------------------------------------------------ Transport interface
@@ -88,7 +92,7 @@ class MPITransport(Transport):
             )
         payload = data if isinstance(data, bytes) else bytes(data)  # a private, immutable copy
         request = self.comm.Isend([payload, MPI.BYTE], dest=recipient, tag=self.tag)
-        self._sends.append((request, payload))
+        self._sends.append(_Transfer(recipient, payload, request))
         self._reap_sends()
 
     def poll(self) -> list[tuple[int, bytes]]:
@@ -120,10 +124,8 @@ class MPITransport(Transport):
         while self._reap_sends() and time.monotonic() < deadline:
             time.sleep(sleep_s)
             sleep_s = min(2 * sleep_s, self.max_sleep_s)
-        for request, _ in self._sends:
-            _cancel(request)
-        for _, _, request in self._recvs:
-            _cancel(request)
+        for transfer in self._sends + self._recvs:
+            transfer.cancel()
         self._sends.clear()
         self._recvs.clear()
 
@@ -137,9 +139,16 @@ class MPITransport(Transport):
     # ------------------------------------------------------------------ internals
 
     def _reap_sends(self) -> int:
-        """Forget completed sends (their buffers may go); return how many are still pending."""
-        self._sends = [(request, buf) for request, buf in self._sends if not request.Test()]
-        return len(self._sends)
+        """Forget completed (or failed) sends; return how many are still pending."""
+        pending = []
+        for transfer in self._sends:
+            state = transfer.check()
+            if state is _PENDING:
+                pending.append(transfer)
+            elif state is _FAILED:
+                self.lost_sends += 1
+        self._sends = pending
+        return len(pending)
 
     def _post_receives(self) -> None:
         status = self._status
@@ -148,31 +157,60 @@ class MPITransport(Transport):
             buf = bytearray(status.Get_count(MPI.BYTE))
             # MPI is non-overtaking per (source, tag): this Irecv matches the probed message.
             request = self.comm.Irecv([buf, MPI.BYTE], source=source, tag=self.tag)
-            self._recvs.append((source, buf, request))
+            self._recvs.append(_Transfer(source, buf, request))
 
     def _completed_receives(self) -> list[tuple[int, bytes]]:
         arrived: list[tuple[int, bytes]] = []
-        waiting: deque[tuple[int, bytearray, MPI.Request]] = deque()
+        waiting: list[_Transfer] = []
         blocked: set[int] = set()  # senders with an earlier receive still in flight
-        for source, buf, request in self._recvs:
-            if source not in blocked and request.Test():
-                arrived.append((source, bytes(buf)))
+        for transfer in self._recvs:
+            state = _PENDING if transfer.peer in blocked else transfer.check()
+            if state is _DONE:
+                arrived.append((transfer.peer, bytes(transfer.buffer)))
+            elif state is _FAILED:
+                self.lost_receives += 1
             else:
-                blocked.add(source)
-                waiting.append((source, buf, request))
+                blocked.add(transfer.peer)
+                waiting.append(transfer)
         self._recvs = waiting
         return arrived
 
     def _has_arrival(self) -> bool:
         self._reap_sends()  # also drives MPI progress for our own pending sends
-        if any(request.Test() for _, _, request in self._recvs):
+        if any(transfer.check() is not _PENDING for transfer in self._recvs):
             return True
         return bool(self.comm.Iprobe(MPI.ANY_SOURCE, self.tag))
 
 
-def _cancel(request) -> None:
-    """Cancel and free a request that will not complete (its peer is gone)."""
-    if request == MPI.REQUEST_NULL:
-        return
-    request.Cancel()
-    request.Free()
+_PENDING, _DONE, _FAILED = "pending", "done", "failed"
+
+
+class _Transfer:
+    """One posted Isend/Irecv, its buffer (kept alive until MPI is done with it) and its state."""
+
+    __slots__ = ("peer", "buffer", "request", "state")
+
+    def __init__(self, peer: int, buffer, request):
+        self.peer = peer
+        self.buffer = buffer
+        self.request = request
+        self.state = _PENDING
+
+    def check(self) -> str:
+        """Test once more while pending; a failure (e.g. the peer died mid-message) is final."""
+        if self.state is _PENDING:
+            try:
+                if self.request.Test():
+                    self.state = _DONE
+            except MPI.Exception:
+                self.state = _FAILED  # MPI has released the request
+        return self.state
+
+    def cancel(self) -> None:
+        """Cancel and free a transfer that will not complete (its peer is gone)."""
+        if self.check() is _PENDING:
+            try:
+                self.request.Cancel()
+                self.request.Free()
+            except MPI.Exception:
+                self.state = _FAILED  # nothing left to release

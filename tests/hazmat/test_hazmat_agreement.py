@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError, IntegrityError
-from fedsecure.hazmat.agreement import agree, derive_key, generate_keypair, public_key_of
+from fedsecure.hazmat.agreement import (
+    agree, agree_many, derive_key, generate_keypair, public_key_of)
 from fedsecure.rng import DeterministicRandom
 
 # RFC 7748, section 6.1.
@@ -61,6 +62,15 @@ def test_generate_keypair_is_reproducible_from_rng():
 def test_low_order_peer_key_is_rejected(peer):
     with pytest.raises(IntegrityError):
         agree(ALICE_PRIVATE, peer)
+
+
+def test_agree_many_equals_agree_per_peer():
+    rng = DeterministicRandom("many")
+    peers = [generate_keypair(rng).public for _ in range(5)]
+    assert agree_many(ALICE_PRIVATE, peers) == [agree(ALICE_PRIVATE, p) for p in peers]
+    assert agree_many(ALICE_PRIVATE, []) == []
+    with pytest.raises(IntegrityError, match="#2"):
+        agree_many(ALICE_PRIVATE, peers[:2] + [LOW_ORDER[2]] + peers[2:])
 
 
 @pytest.mark.parametrize("peer", [bytes(31), BOB_PUBLIC + b"\x00", b""])

@@ -107,7 +107,8 @@ def test_coefficients_are_31_bit_words_with_p_rejected():
     # Top bits are ignored, and the value p = 0x7fffffff is skipped (so is p | 2^31).
     words = np.frombuffer(stream, dtype="<u4") | np.uint32(1 << 31)
     rejected = np.array([PRIME, PRIME | 1 << 31], dtype="<u4").tobytes()
-    scripted = ScriptedRandom(rejected + words[:7].tobytes() + rejected[:4] + words[7:].tobytes(), 6)
+    script = rejected + words[:7].tobytes() + rejected[:4] + words[7:].tobytes()
+    scripted = ScriptedRandom(script, 6)
     assert np.array_equal(share_secrets(secrets, holders, 3, rng=scripted), plain)
     # Coefficients come from the rng: a different stream gives different shares.
     assert not np.array_equal(share_secrets(secrets, holders, 3, rng=DeterministicRandom(7)), plain)

@@ -4,7 +4,8 @@ Theory of operation (client u, neighbours N(u), threshold t):
 
 0. ``start``: make two X25519 key pairs, (c_sk, c_pk) for encrypting shares and (s_sk, s_pk)
    for pairwise masks; send AdvertiseKeys(c_pk, s_pk).
-1. KeyRoster (U1): check it holds our own keys and >= t clients.  Draw the self-mask seed b_u;
+1. KeyRoster (U1): check it holds our own keys and >= t clients; agree share-encryption keys
+   and pairwise mask seeds with every neighbour in U1.  Draw the self-mask seed b_u;
    Shamir-share s_sk and b_u among N(u) ∩ U1 plus ourselves (threshold t); send each neighbour
    v its two shares sealed with AES-GCM under a key agreed from (c_sk_u, c_pk_v), the
    associated data binding session, round, sender and recipient (EncryptedShares).
@@ -81,6 +82,8 @@ class SecAggClient(ClientParty):
         self._roster: dict[int, tuple[bytes, bytes]] = {}
         self._own_shares: tuple[bytes, bytes] | None = None  # our share of (s_sk, b_u)
         self._held: dict[int, tuple[bytes, bytes]] = {}  # peer -> (key share, seed share)
+        self._share_keys: dict[int, bytes] = {}  # peer -> AES-GCM key for shares
+        self._mask_seeds: dict[int, bytes] = {}  # peer -> X25519(s_sk, s_pk_peer)
         self._u2: frozenset[int] = frozenset()
         self._seed = b""
         self._handlers = {
@@ -146,6 +149,12 @@ class SecAggClient(ClientParty):
             raise InsufficientParticipants("key roster", remaining=len(roster), threshold=t)
         self._roster = roster
         holders = sorted((self.agg.graph.share_holders(self.party_id)) & roster.keys())
+        peers = self.agg.graph.neighbours(self.party_id) & roster.keys()
+        self._share_keys = masking.share_keys(
+            self._encryption.private, self.party_id, {p: roster[p][0] for p in peers},
+            self.context)
+        self._mask_seeds = masking.agreed_secrets(self._masking.private,
+                                                  {p: roster[p][1] for p in peers})
         self._seed = self.rng.bytes(SEED_BYTES)
         shares = shamir.share_secrets([self._masking.private, self._seed], holders, t, self.rng)
         sealed = []
@@ -155,11 +164,10 @@ class SecAggClient(ClientParty):
             if holder == self.party_id:
                 self._own_shares = (key_share, seed_share)
                 continue
-            key = masking.share_key(self._encryption.private, self.party_id, holder,
-                                    roster[holder][0], self.context)
             plaintext = _SHARE_HEADER.pack(self.party_id, holder) + key_share + seed_share
             ad = masking.share_associated_data(self.context, self.party_id, holder)
-            sealed.append(AddressedCiphertext(holder, seal(key, plaintext, ad, self.rng)))
+            sealed.append(AddressedCiphertext(
+                holder, seal(self._share_keys[holder], plaintext, ad, self.rng)))
         commitment = masking.seed_commitment(self._seed, self.party_id, self.context)
         self._send(EncryptedShares(sealed, commitment))
         self._enter("shared")
@@ -211,10 +219,8 @@ class SecAggClient(ClientParty):
 
     # ------------------------------------------------------------------ helpers
     def _open_share(self, peer: int, ciphertext: bytes) -> tuple[bytes, bytes]:
-        key = masking.share_key(self._encryption.private, self.party_id, peer,
-                                self._roster[peer][0], self.context)
         ad = masking.share_associated_data(self.context, peer, self.party_id)
-        plaintext = unseal(key, ciphertext, ad)
+        plaintext = unseal(self._share_keys[peer], ciphertext, ad)
         size = shamir.SHARE_BYTES
         if len(plaintext) != _SHARE_HEADER.size + 2 * size:
             raise MalformedMessage("share plaintext of the wrong size", peer)
@@ -235,9 +241,8 @@ class SecAggClient(ClientParty):
         words[-1] = weight
         masking.add_self_mask(words, self._seed, self.party_id, self.context, +1)
         for peer in sorted(self._u2):
-            masking.add_pairwise_mask(words, self._masking.private, self.party_id, peer,
-                                      self._roster[peer][1], self.context,
-                                      masking.pairwise_sign(self.party_id, peer))
+            masking.add_pairwise_mask(words, self._mask_seeds[peer], self.party_id, peer,
+                                      self.context, masking.pairwise_sign(self.party_id, peer))
         reduce_into(words, fixed.modulus_bits)
         return words
 

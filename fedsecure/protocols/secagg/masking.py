@@ -18,7 +18,7 @@ import struct
 
 import numpy as np
 
-from fedsecure.hazmat import agree, derive_key
+from fedsecure.hazmat import agree_many, derive_key
 from fedsecure.hazmat.prg import MaskPRG
 
 _U32 = struct.Struct("<I")
@@ -41,17 +41,25 @@ def add_self_mask(vector: np.ndarray, seed: bytes, owner: int, context: bytes, s
     MaskPRG(seed, b"self" + context + _U32.pack(owner)).add_into(vector, sign)
 
 
-def add_pairwise_mask(vector: np.ndarray, masking_private: bytes, own: int, peer: int,
-                      peer_masking_public: bytes, context: bytes, sign: int) -> None:
+def add_pairwise_mask(vector: np.ndarray, seed: bytes, own: int, peer: int, context: bytes,
+                      sign: int) -> None:
     """Add ``sign`` times the (own, peer) pairwise mask into ``vector`` (in place, wrapping)."""
-    seed = agree(masking_private, peer_masking_public)
     MaskPRG(seed, b"pairwise" + context + _pair(own, peer)).add_into(vector, sign)
 
 
-def share_key(encryption_private: bytes, own: int, peer: int, peer_encryption_public: bytes,
-              context: bytes) -> bytes:
-    secret = agree(encryption_private, peer_encryption_public)
-    return derive_key(secret, purpose="secagg-share-encryption", context=context + _pair(own, peer))
+def agreed_secrets(private: bytes, peer_publics: dict[int, bytes]) -> dict[int, bytes]:
+    """X25519 secrets with each peer (the private key is loaded once for all of them)."""
+    peers = sorted(peer_publics)
+    return dict(zip(peers, agree_many(private, [peer_publics[p] for p in peers])))
+
+
+def share_keys(encryption_private: bytes, own: int, peer_publics: dict[int, bytes],
+               context: bytes) -> dict[int, bytes]:
+    """AES-GCM keys for the shares exchanged with each peer (the same key both ways)."""
+    secrets = agreed_secrets(encryption_private, peer_publics)
+    return {peer: derive_key(secret, purpose="secagg-share-encryption",
+                             context=context + _pair(own, peer))
+            for peer, secret in secrets.items()}
 
 
 def share_associated_data(context: bytes, sender: int, recipient: int) -> bytes:

@@ -278,11 +278,13 @@ class SecAggServer(ServerParty):
             masking.add_self_mask(total, seeds[client], client, self.context, -1)
         survivors = set(self._survivors)
         for dropped, key in sorted(keys.items()):
-            for peer in sorted(self.agg.graph.neighbours(dropped) & survivors):
+            peers = self.agg.graph.neighbours(dropped) & survivors
+            seeds = masking.agreed_secrets(
+                key, {peer: self._keys[peer].masking_public_key for peer in peers})
+            for peer, seed in seeds.items():
                 # undo what ``peer`` added for the pair (peer, dropped)
-                sign = -masking.pairwise_sign(peer, dropped)
-                masking.add_pairwise_mask(total, key, dropped, peer,
-                                          self._keys[peer].masking_public_key, self.context, sign)
+                masking.add_pairwise_mask(total, seed, dropped, peer, self.context,
+                                          -masking.pairwise_sign(peer, dropped))
         self._masked.clear()
         reduce_into(total, fixed.modulus_bits)
         return total

@@ -1,0 +1,281 @@
+"""CKKS aggregator: relays keys, sums ciphertexts, never holds a secret key.
+
+Theory of operation (key holder h, key model K; see ``protocols/ckks/SPEC.md``):
+
+* ``collect_keys``: CkksAdvertise (an X25519 public key) from each client -> roster R; at the
+  deadline (or when all answered) send h the CkksKeyRequest(R).
+* ``collect_context``: CkksKeyDelivery from h: the public context (refused if it holds the
+  secret key or does not match the configured parameters) and one sealed material per member
+  of R; forward each client its CkksClientKey (the server cannot open it).
+* ``collect_updates``: CkksUpdate from each member of R: the context fingerprint must be ours;
+  every ciphertext must deserialize under our context with the expected level, scale and
+  number of values; then it is added to the running encrypted sum (streamed: one client's
+  ciphertexts in memory at a time).  Clients that never send are simply not in the sum:
+  dropout costs nothing.
+* ``collect_decryption``: send K.decryptors(h) the encrypted sum and the survivor list; merge
+  their shares (K.combine) into sum(w * x) and sum(w).  The total weight must decode to an
+  integer in [m, m * max_weight] (m survivors) and every coordinate must lie within
+  total weight * clip: a sum corrupted by an ill-formed ciphertext aborts the round rather
+  than returning garbage.
+
+A client whose message is unexpected, malformed, inauthentic (bad or missing signature when
+signing is configured) or encrypted under another context is dropped (an event) and told so
+with Abort.  Once a client's update is in the encrypted sum it cannot be taken out, so later
+messages from it are discarded (LateMessage).  The round aborts when fewer than
+``min_clients`` updates are summed or when the key holder (the only party that can decrypt)
+drops out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fedsecure.errors import (
+    IntegrityError,
+    InsufficientParticipants,
+    LocalProtocolError,
+    MalformedMessage,
+    ProtocolAborted,
+    RemoteProtocolError,
+    UnexpectedMessage,
+    UnsafeRequest,
+)
+from fedsecure.hazmat.ckks import CiphertextSum, load_context
+from fedsecure.messages import SERVER_ID, Abort
+from fedsecure.messages.ckks import (
+    CkksAdvertise,
+    CkksClientKey,
+    CkksDecryptRequest,
+    CkksDecryption,
+    CkksKeyDelivery,
+    CkksKeyRequest,
+    CkksRosterEntry,
+    CkksUpdate,
+)
+from fedsecure.protocols.base import (
+    AggregateResult,
+    ClientDropped,
+    LateMessage,
+    PhaseStarted,
+    RoundAborted,
+    RoundFinished,
+    ServerParty,
+)
+from fedsecure.protocols.ckks import wire
+
+PHASES = ("collect_keys", "collect_context", "collect_updates", "collect_decryption")
+WEIGHT_TOLERANCE = 0.25  # |decoded total weight - nearest integer| allowed (noise is ~1e-6)
+
+
+class CkksServer(ServerParty):
+    def __init__(self, aggregator):
+        super().__init__()
+        self.agg = aggregator
+        self.phase = "idle"
+        self._abort_error: ProtocolAborted | None = None
+        self._result: AggregateResult | None = None
+        self._expected: set[int] = set(aggregator.spec.client_ids)
+        self._answered: dict[int, object] = {}
+        self._dropped: set[int] = set()
+        self._needed: set[int] = {aggregator.key_holder}  # parties the round cannot lose
+        self._roster: dict[int, bytes] = {}
+        self._counted: set[int] = set()  # clients whose update is in the encrypted sum
+        self._sum: CiphertextSum | None = None
+        self.context = None  # hazmat.ckks.PublicContext, from the key holder
+        self._handlers = {
+            "collect_keys": (CkksAdvertise, self._check_advertise),
+            "collect_context": (CkksKeyDelivery, self._check_delivery),
+            "collect_updates": (CkksUpdate, self._check_update),
+            "collect_decryption": (CkksDecryption, self._check_decryption),
+        }
+        self._closers = {
+            "collect_keys": self._close_keys,
+            "collect_context": self._close_context,
+            "collect_updates": self._close_updates,
+            "collect_decryption": self._close_decryption,
+        }
+
+    # ------------------------------------------------------------------ driver API
+    def start(self) -> None:
+        if self.phase != "idle":
+            raise LocalProtocolError("start() called twice")
+        self._enter("collect_keys")
+
+    def receive(self, envelope) -> None:
+        sender, body = envelope.sender, envelope.body
+        if self._is_late(sender):
+            self._emit(LateMessage(sender, type(body).__name__))
+            return
+        try:
+            if self.phase not in self._handlers or sender not in self._expected:
+                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
+            message_type, check = self._handlers[self.phase]
+            if not isinstance(body, message_type) or sender in self._answered:
+                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
+            if self.agg.signing_public_keys is not None:
+                wire.verify_envelope(envelope, self.agg.signing_public_keys[sender])
+            self._answered[sender] = check(sender, body)
+        except RemoteProtocolError as exc:
+            self._drop(sender, str(exc), exc)
+
+    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
+        if peer not in self.agg.spec.client_ids:
+            return
+        if self._is_late(peer):
+            self._emit(LateMessage(peer, type(error).__name__))
+        else:
+            self._drop(peer, str(error), error)
+
+    @property
+    def ready_for_next_round(self) -> bool:
+        return self.phase in self._handlers and self._expected <= self._answered.keys()
+
+    @property
+    def deadline_phase(self) -> str | None:
+        return self.phase if self.phase in self._handlers else None
+
+    def proceed_to_next_round(self) -> None:
+        if self.phase not in self._closers:
+            raise LocalProtocolError(f"nothing to proceed from in phase {self.phase!r}")
+        for client in sorted(self._expected - self._answered.keys()):
+            self._drop(client, "no answer before the deadline")
+            if self.done:
+                return
+        answered, self._answered = self._answered, {}
+        try:
+            self._closers[self.phase](answered)
+        except ProtocolAborted as exc:
+            self._abort(exc)
+
+    def result(self) -> AggregateResult:
+        if self._abort_error is not None:
+            raise self._abort_error
+        if self._result is None:
+            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self.phase in ("done", "aborted")
+
+    # ------------------------------------------------------------------ per-message checks
+    def _check_advertise(self, sender: int, body: CkksAdvertise) -> bytes:
+        return body.encryption_public_key
+
+    def _check_delivery(self, sender: int, body: CkksKeyDelivery):
+        context = load_context(body.public_context, self.agg.parameters, sender=sender)
+        if context.is_private:
+            raise UnsafeRequest("the key holder sent the aggregator a secret context", sender)
+        sealed = {item.client: item.sealed for item in body.sealed_keys}
+        if len(sealed) != len(body.sealed_keys) or sealed.keys() != self._roster.keys():
+            raise MalformedMessage("sealed key materials do not match the roster", sender)
+        return context, sealed
+
+    def _check_update(self, sender: int, body: CkksUpdate) -> bool:
+        if body.context_fingerprint != self.context.fingerprint:
+            raise IntegrityError("update encrypted under another CKKS context", sender)
+        self._sum.add(body.ciphertexts, sender)
+        self._counted.add(sender)
+        return True
+
+    def _check_decryption(self, sender: int, body: CkksDecryption) -> np.ndarray:
+        share = body.share.unpack(length=self.agg.spec.vector_length + 1, dtype="<f8",
+                                  sender=sender)
+        if not np.all(np.isfinite(share)):
+            raise MalformedMessage("decryption share has non-finite values", sender)
+        return share
+
+    # ------------------------------------------------------------------ phase closers
+    def _close_keys(self, answered: dict) -> None:
+        self._require(len(answered), "advertised keys")
+        self._roster = dict(sorted(answered.items()))
+        entries = [CkksRosterEntry(c, public) for c, public in self._roster.items()]
+        self._send(self.agg.key_holder, CkksKeyRequest(entries))
+        self._next_phase("collect_context", {self.agg.key_holder})
+
+    def _close_context(self, answered: dict) -> None:
+        holder = self.agg.key_holder
+        self.context, sealed = answered[holder]
+        self._sum = CiphertextSum(self.context, self.agg.spec.vector_length + 1)
+        recipients = [c for c in self._roster if c not in self._dropped]
+        for client in recipients:
+            self._send(client, CkksClientKey(self._roster[holder], sealed[client]))
+        self._next_phase("collect_updates", recipients)
+
+    def _close_updates(self, answered: dict) -> None:
+        survivors = sorted(self._counted)
+        self._require(len(survivors), "sent an update")
+        decryptors = self.agg.key_model.decryptors(self.agg.key_holder, survivors)
+        self._needed = set(decryptors)
+        lost = self._needed & self._dropped
+        if lost:
+            raise ProtocolAborted(f"decryptors {sorted(lost)} dropped: nobody can decrypt")
+        request = CkksDecryptRequest(self.context.fingerprint, self._sum.serialize(), survivors)
+        self._sum = None
+        for client in decryptors:
+            self._send(client, request)
+        self._next_phase("collect_decryption", decryptors)
+
+    def _close_decryption(self, answered: dict) -> None:
+        spec = self.agg.spec
+        values = self.agg.key_model.combine(answered)
+        survivors = tuple(sorted(self._counted))
+        m = len(survivors)
+        weight = round(float(values[-1]))
+        weighted_sum = values[:-1]
+        slack = m * self.agg.parameters.error_bound
+        if not (abs(values[-1] - weight) <= WEIGHT_TOLERANCE
+                and m <= weight <= m * spec.max_weight
+                and np.max(np.abs(weighted_sum)) <= weight * spec.clip + slack):
+            raise ProtocolAborted(
+                "decrypted aggregate out of range (total weight"
+                f" {float(values[-1])!r} for {m} survivors): an ill-formed ciphertext reached"
+                " the sum or the key holder misbehaved")
+        self._result = AggregateResult(weighted_sum.copy(), float(weight), survivors,
+                                       tuple(sorted(self._dropped)))
+        self.phase = "done"
+        self._emit(RoundFinished(survivors))
+
+    # ------------------------------------------------------------------ helpers
+    def _is_late(self, sender: int) -> bool:
+        """Messages from dropped clients, after the end, or from a client that has nothing
+        more to say (its update is summed, and no decryption share is pending from it)."""
+        if self.done or sender in self._dropped:
+            return True
+        if self.phase == "collect_decryption" and sender in self._expected:
+            return sender in self._answered  # a second decryption share
+        return sender in self._counted
+
+    def _require(self, count: int, what: str) -> None:
+        if count < self.agg.spec.min_clients:
+            raise InsufficientParticipants(f"too few clients {what}", remaining=count,
+                                           threshold=self.agg.spec.min_clients)
+
+    def _next_phase(self, phase: str, expected) -> None:
+        self._expected = set(expected) - self._dropped
+        self._enter(phase)
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._emit(PhaseStarted(phase))
+
+    def _send(self, client: int, body) -> None:
+        self._outbox.append(self.agg.envelope(SERVER_ID, client, body))
+
+    def _drop(self, client: int, reason: str, error: Exception | None = None) -> None:
+        self._dropped.add(client)
+        self._expected.discard(client)
+        self._answered.pop(client, None)
+        self._emit(ClientDropped(client, self.phase, reason, error))
+        self._send(client, Abort(reason[:1000]))
+        if client in self._needed:
+            self._abort(ProtocolAborted(
+                f"key holder / decryptor {client} dropped ({reason}): nobody can decrypt"))
+
+    def _abort(self, error: ProtocolAborted) -> None:
+        self._abort_error = error
+        self._sum = None
+        for client in sorted(set(self.agg.spec.client_ids) - self._dropped):
+            self._send(client, Abort(str(error)[:1000]))
+        self.phase = "aborted"
+        self._emit(RoundAborted(str(error), error))
