@@ -11,11 +11,14 @@ Z_{2^k} with k <= the word width is obtained by one final reduction, since 2^k d
 2^64.  A PRG is a stream: successive calls continue where the previous one stopped.
 
 Speed: the client is PRG-bound, so ``add_into`` never allocates per call: OpenSSL writes the
-keystream with ``update_into`` into one reused scratch buffer, CHUNK_BYTES at a time (256 KiB
-measured fastest: it stays in L2 cache), and numpy adds it in place.
+keystream with ``update_into`` into one scratch buffer per thread, reused by every PRG,
+CHUNK_BYTES at a time (256 KiB measured fastest: it stays in L2 cache), and numpy adds it in
+place.
 """
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -29,6 +32,15 @@ CHUNK_BYTES = 256 * 1024
 WORD_DTYPES = (np.dtype("<u4"), np.dtype("<u8"))
 _SLACK = 15  # update_into wants room for one block beyond the data
 _ZEROS = memoryview(bytes(CHUNK_BYTES))
+_SCRATCH = threading.local()
+
+
+def _scratch() -> bytearray:
+    """This thread's keystream buffer (allocating 256 KiB per PRG cost as much as a mask)."""
+    buffer = getattr(_SCRATCH, "buffer", None)
+    if buffer is None:
+        buffer = _SCRATCH.buffer = bytearray(CHUNK_BYTES + _SLACK)
+    return buffer
 
 
 class MaskPRG:
@@ -38,7 +50,6 @@ class MaskPRG:
         key = derive_key(require_key("seed", seed, SEED_BYTES), purpose="mask-prg",
                          context=context)
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-        self._scratch = bytearray(0)
 
     def words(self, count: int, dtype: str) -> np.ndarray:
         """The next ``count`` keystream words as a new array of ``dtype`` ("<u4" or "<u8")."""
@@ -59,14 +70,13 @@ class MaskPRG:
         if out.size == 0:
             return
         operation = np.add if sign == 1 else np.subtract
+        scratch = _scratch()
         chunk_bytes = min(CHUNK_BYTES, out.nbytes)
-        if len(self._scratch) < chunk_bytes + _SLACK:
-            self._scratch = bytearray(chunk_bytes + _SLACK)
-        keystream = np.frombuffer(self._scratch, dtype=dtype, count=chunk_bytes // dtype.itemsize)
+        keystream = np.frombuffer(scratch, dtype=dtype, count=chunk_bytes // dtype.itemsize)
         per_chunk = len(keystream)
         for start in range(0, len(out), per_chunk):
             part = out[start:start + per_chunk]
-            self._encryptor.update_into(_ZEROS[:part.nbytes], self._scratch)
+            self._encryptor.update_into(_ZEROS[:part.nbytes], scratch)
             operation(part, keystream[:len(part)], out=part)
 
 

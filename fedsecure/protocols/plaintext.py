@@ -22,6 +22,7 @@ from fedsecure.protocols.base import (
     Aggregator,
     ClientDropped,
     ClientParty,
+    LateMessage,
     PhaseStarted,
     RoundAborted,
     RoundFinished,
@@ -87,6 +88,7 @@ class PlaintextServer(ServerParty):
     def receive(self, envelope) -> None:
         sender = envelope.sender
         if self.phase != "collect_updates" or sender in self._dropped:
+            self._emit(LateMessage(sender, type(envelope.body).__name__))
             return
         try:
             if not isinstance(envelope.body, PlainUpdate) or sender in self._received:

@@ -19,9 +19,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).absolute().parents[2]
-TESTS = REPO / "tests"
-if str(TESTS) not in sys.path:  # the shared scenario list lives in tests/e2e_scenarios.py
-    sys.path.insert(0, str(TESTS))
 
 
 @dataclass(frozen=True)

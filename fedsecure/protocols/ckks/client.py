@@ -34,7 +34,7 @@ from fedsecure.errors import (
     UnexpectedMessage,
     UnsafeRequest,
 )
-from fedsecure.hazmat import generate_keypair, seal, unseal
+from fedsecure.hazmat import agree, agree_many, generate_keypair, seal, unseal
 from fedsecure.messages import SERVER_ID, Abort, ArrayPayload
 from fedsecure.messages.ckks import (
     CkksAdvertise,
@@ -141,10 +141,11 @@ class CkksClient(ClientParty):
             raise InsufficientParticipants("key roster", remaining=len(roster),
                                            threshold=spec.min_clients)
         keys = model.make_keys(self.agg.parameters)
+        secrets = agree_many(self._encryption.private, list(roster.values()))
         sealed = []
-        for client, public in roster.items():
+        for client, secret in zip(roster, secrets):
             material = CkksKeyMaterial(model.material_for(keys, client, holder))
-            key = wire.material_key(self._encryption.private, public, self.context)
+            key = wire.material_key(secret, self.context)
             ad = wire.material_associated_data(self.context, holder, client)
             sealed.append(CkksSealedKey(client, seal(key, _MATERIAL_ENCODER.encode(material),
                                                      ad, self.rng)))
@@ -153,7 +154,7 @@ class CkksClient(ClientParty):
 
     def _on_client_key(self, body: CkksClientKey) -> None:
         holder = self.agg.key_holder
-        key = wire.material_key(self._encryption.private, body.key_holder_public_key,
+        key = wire.material_key(agree(self._encryption.private, body.key_holder_public_key),
                                 self.context)
         ad = wire.material_associated_data(self.context, holder, self.party_id)
         try:

@@ -40,6 +40,7 @@ from fedsecure.errors import (
     UnexpectedMessage,
     UnsafeRequest,
 )
+from fedsecure.hazmat import agree
 from fedsecure.hazmat.ckks import CiphertextSum, load_context
 from fedsecure.messages import SERVER_ID, Abort
 from fedsecure.messages.ckks import (
@@ -64,6 +65,7 @@ from fedsecure.protocols.base import (
 from fedsecure.protocols.ckks import wire
 
 PHASES = ("collect_keys", "collect_context", "collect_updates", "collect_decryption")
+_KEY_CHECK_PRIVATE = bytes(range(1, 33))  # any scalar: small-order points give all zeros
 WEIGHT_TOLERANCE = 0.25  # |decoded total weight - nearest integer| allowed (noise is ~1e-6)
 
 
@@ -160,6 +162,10 @@ class CkksServer(ServerParty):
 
     # ------------------------------------------------------------------ per-message checks
     def _check_advertise(self, sender: int, body: CkksAdvertise) -> bytes:
+        try:  # a small-order key would make the key holder's agreement fail: refuse it here
+            agree(_KEY_CHECK_PRIVATE, body.encryption_public_key)
+        except IntegrityError as exc:
+            raise IntegrityError(str(exc), sender) from None
         return body.encryption_public_key
 
     def _check_delivery(self, sender: int, body: CkksKeyDelivery):

@@ -19,7 +19,7 @@ import struct
 import msgspec
 
 from fedsecure.errors import IntegrityError
-from fedsecure.hazmat import agree, derive_key, sign, verify
+from fedsecure.hazmat import derive_key, sign, verify
 
 KEY_MATERIAL_AD = b"fedsecure/ckks/v1/key-material\x00"
 SIGNATURE_DOMAIN = b"fedsecure/ckks/v1/signature\x00"
@@ -33,9 +33,9 @@ def round_context(session: bytes, round_number: int) -> bytes:
     return session + _ROUND.pack(round_number)
 
 
-def material_key(private: bytes, peer_public: bytes, context: bytes) -> bytes:
-    """The AES key sealing key material between the key holder and one client."""
-    return derive_key(agree(private, peer_public), purpose="ckks/key-material", context=context)
+def material_key(shared_secret: bytes, context: bytes) -> bytes:
+    """The AES key sealing key material, from the key holder's X25519 secret with one client."""
+    return derive_key(shared_secret, purpose="ckks/key-material", context=context)
 
 
 def material_associated_data(context: bytes, sender: int, recipient: int) -> bytes:
