@@ -8,7 +8,6 @@ without the ``train`` extra.
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import replace
 
@@ -26,7 +25,7 @@ FLAGS = (
     ("--alpha", "alpha", float, "Dirichlet concentration; smaller is more skewed (default 0.5)"),
     ("--rounds", "rounds", int, "federated rounds (default 12)"),
     ("--fraction", "fraction", float, "fraction of clients sampled per round (default 1.0)"),
-    ("--protocol", "protocol", str, "aggregation protocol: plaintext, secagg, ... (default secagg)"),
+    ("--protocol", "protocol", str, "aggregation protocol, e.g. plaintext or secagg (default)"),
     ("--clip", "clip", float, "per-coordinate clip of each delta (default 2.0)"),
     ("--deadline-s", "deadline_s", float, "per-phase aggregation deadline in seconds"),
     ("--model", "model", str, "mlp (default) or logistic"),
@@ -46,8 +45,9 @@ FLAGS = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="federated training (FedAvg/FedProx) with secure aggregation",
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        description="Federated training (FedAvg/FedProx) with secure aggregation. Options come"
+                    " from the defaults, then --config FILE.toml, then flags; see"
+                    " docs/training.md.")
     parser.add_argument("--config", metavar="FILE.toml", help="TOML file of options")
     for flag, dest, kind, text in FLAGS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)

@@ -76,7 +76,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
             total += loss.item() * len(batch)
             if anchor is not None:
                 loss = loss + 0.5 * mu * sum(
-                    (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor))
+                    (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

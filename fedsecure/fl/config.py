@@ -12,10 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the train extra installs tomli
+    import tomli as tomllib
 
 import fedsecure.protocols  # noqa: F401  (registers the built-in protocols)
 from fedsecure.config import require
@@ -133,7 +137,7 @@ class TrainConfig:
         return sampled_per_round(self.clients, self.fraction)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+    def from_mapping(cls, values: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build from a dict of option values; an unknown key is an error naming it."""
         known = {f.name for f in dataclasses.fields(cls)}
         for key in values:
@@ -148,7 +152,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, toml_path: str | Path | None = None,
-             overrides: dict[str, Any] | None = None) -> "TrainConfig":
+             overrides: dict[str, Any] | None = None) -> TrainConfig:
         """Defaults, then the TOML file (if any), then ``overrides`` (e.g. CLI flags)."""
         values: dict[str, Any] = {}
         if toml_path is not None:

@@ -246,7 +246,7 @@ def load_image_folder(root):
     mode = "L" if all(img.mode in ("L", "1", "I", "I;16") for img in images) else "RGB"
     size = images[0].size
     pixels = []
-    for (path, _), img in zip(files, images):
+    for (path, _), img in zip(files, images, strict=True):
         require(img.size == size, "dataset", f"images:{root}",
                 f"{path} is {img.size[0]}x{img.size[1]}, others are {size[0]}x{size[1]}")
         pixels.append(np.asarray(img.convert(mode), dtype=np.float64).ravel() / 255.0)

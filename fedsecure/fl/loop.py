@@ -81,11 +81,11 @@ def prepare(config: TrainConfig) -> Federation:
                       alpha=config.alpha, seed=config.seed)
     model = build_model(config.model, dataset.n_features, dataset.n_classes,
                         hidden=config.hidden, seed=config.seed).to(device)
-    largest = sorted((len(p) for p in parts), reverse=True)
-    # The costliest round this run can have: the largest clients sampled together.
+    # Build the aggregator of the most demanding round this run can have (largest weight):
+    # bad protocol options or a fixed-point ring that would overflow fail here.
     build_aggregator(config.protocol, AggregationSpec(
         n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
-        max_weight=largest[0], clip=config.clip), config.protocol_options)
+        max_weight=max(len(p) for p in parts), clip=config.clip), config.protocol_options)
     x = torch.from_numpy(dataset.x_train).to(device)
     y = torch.from_numpy(dataset.y_train).to(device)
     return Federation(

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from fedsecure.fl.loop import Federation
 
 
-def personalize(fed: "Federation", *, seeds: Sequence[int], split_seed: int) -> list[dict]:
+def personalize(fed: Federation, *, seeds: Sequence[int], split_seed: int) -> list[dict]:
     """One row per client: sample counts and test accuracy before / after fine-tuning.
 
     ``seeds[c]`` seeds client c's batch order; ``split_seed`` the per-client test split.
@@ -33,7 +33,7 @@ def personalize(fed: "Federation", *, seeds: Sequence[int], split_seed: int) -> 
     histograms = label_histograms(fed.dataset.y_train, fed.parts, fed.dataset.n_classes)
     test_parts = matching_test_split(histograms, fed.dataset.y_test, seed=split_seed)
     rows = []
-    for client, ((x, y), test_index) in enumerate(zip(fed.client_data, test_parts)):
+    for client, ((x, y), test_index) in enumerate(zip(fed.client_data, test_parts, strict=True)):
         index = torch.from_numpy(test_index).to(fed.device)
         x_test, y_test = fed.x_test[index], fed.y_test[index]
         local = copy.deepcopy(fed.model)

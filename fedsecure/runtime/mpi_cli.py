@@ -53,6 +53,8 @@ def register(subparsers) -> None:
     p.add_argument("--report-timeout", dest="report_timeout_s", type=float, metavar="SECONDS",
                    help="how long rank 0 waits for the other ranks' statistics (default 10)")
     p.add_argument("--out", metavar="FILE", help="rank 0 writes the JSON report here")
+    p.add_argument("--save-aggregate", dest="aggregate", metavar="FILE.npy",
+                   help="rank 0 saves the weighted sum (NumPy .npy) here")
     p.set_defaults(run=run)
 
 
@@ -92,7 +94,7 @@ def run(args) -> int:
     from fedsecure.runtime.mpi_runner import run_mpi_round, shutdown
 
     try:
-        outcome = run_mpi_round(config, out_path=args.out)
+        outcome = run_mpi_round(config, out_path=args.out, aggregate_path=args.aggregate)
     except ConfigurationError:
         raise  # raised alike on every rank (checked before the round or agreed collectively)
     except Exception:

@@ -281,6 +281,7 @@ def run_mpi_round(
     produce_update: UpdateFn | None = None,
     reference_update: UpdateFn | None = None,
     out_path: str | None = None,
+    aggregate_path: str | None = None,
     stdout=None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RankOutcome:
@@ -290,8 +291,8 @@ def run_mpi_round(
     :func:`synthetic_update`).  Rank 0 checks the aggregate against the plain sum of the
     survivors computed with ``reference_update`` (default: ``produce_update`` when that is the
     synthetic default, else no check).  Rank 0 prints the outcome and a per-rank table to
-    ``stdout`` and writes the JSON report to ``out_path`` if given.  Does not finalize MPI:
-    pass the outcome to :func:`shutdown`.
+    ``stdout``, writes the JSON report to ``out_path`` and the weighted sum (``.npy``) to
+    ``aggregate_path`` if given.  Does not finalize MPI: pass the outcome to :func:`shutdown`.
     """
     from mpi4py import MPI
 
@@ -306,7 +307,7 @@ def run_mpi_round(
     n = config.check_world(world)
     session = _agree(comm, config, MPI)
 
-    began = clock()
+    started = clock()
     aggregator = make_aggregator(config.protocol, config.spec(n, session))
     data = MPITransport(comm)
     control = MPITransport(comm, tag=CONTROL_TAG)
@@ -323,14 +324,16 @@ def run_mpi_round(
                                 on_crash=lambda: _crash(rank, fault))
     driver = PartyDriver(party, transport, session=session, deadlines=config.deadlines(),
                          clock=clock, on_event=lambda pid, ev: events.append((pid, ev)))
+    began = clock()
     run_party(driver)
-    stats = _rank_stats(rank, driver, events, config, began, clock)
+    stats = _rank_stats(rank, driver, events, config, clock() - began)
 
     if rank == SERVER_ID:
         outcome = _finish_server(config, aggregator, party, events, stats, control,
-                                 reference_update, out_path, stdout or sys.stdout, began, clock)
+                                 reference_update, stdout or sys.stdout, started, clock,
+                                 out_path, aggregate_path)
     else:
-        outcome = _finish_client(rank, config, stats, control, began, clock)
+        outcome = _finish_client(rank, config, stats, control, started, clock)
     data.close()
     control.close()
     return outcome
@@ -413,7 +416,7 @@ def _decode_control(source: int, raw: bytes) -> dict:
     return message
 
 
-def _rank_stats(rank, driver, events, config, began, clock) -> dict:
+def _rank_stats(rank, driver, events, config, round_s) -> dict:
     party = driver.party
     aborted = next((ev.reason for pid, ev in events
                     if pid == rank and isinstance(ev, RoundAborted)), None)
@@ -430,16 +433,16 @@ def _rank_stats(rank, driver, events, config, began, clock) -> dict:
     return {
         "rank": rank, "role": "server" if rank == SERVER_ID else "client", "status": status,
         "fault": fault_text(fault) if fault is not None else None,
-        "wall_s": clock() - began, "compute_s": s.total_seconds,
+        "round_s": round_s, "compute_s": s.total_seconds, "cpu_s": s.total_cpu_seconds,
         "bytes_sent": s.total_bytes_sent, "bytes_received": s.total_bytes_received,
         "seconds_by_phase": dict(s.seconds_by_phase),
         "bytes_sent_by_message": dict(s.bytes_sent),
     }
 
 
-def _finish_client(rank, config, stats, control, began, clock) -> RankOutcome:
+def _finish_client(rank, config, stats, control, started, clock) -> RankOutcome:
     control.send(SERVER_ID, _encode_control("stats", stats=stats))
-    give_up_at = began + config.round_timeout_s
+    give_up_at = started + config.round_timeout_s
     while clock() < give_up_at:
         for source, raw in control.poll():
             message = _decode_control(source, raw)
@@ -452,7 +455,7 @@ def _finish_client(rank, config, stats, control, began, clock) -> RankOutcome:
 
 
 def _finish_server(config, aggregator, server, events, stats, control, reference_update,
-                   out_path, stdout, began, clock) -> RankOutcome:
+                   stdout, started, clock, out_path, aggregate_path) -> RankOutcome:
     n = aggregator.spec.n_clients
     outcome = "aborted" if server.aborted is not None else "finished"
     for client in range(1, n + 1):
@@ -471,11 +474,13 @@ def _finish_server(config, aggregator, server, events, stats, control, reference
     missing = [r for r in range(1, n + 1) if r not in reports]
 
     report = _round_report(config, aggregator, server, events, reports, missing,
-                           reference_update, clock() - began)
+                           reference_update, clock() - started)
     print(format_summary(report), file=stdout, flush=True)
-    if out_path:
+    if out_path:  # written before anyone is told to exit
         with open(out_path, "w") as fh:
             json.dump(report, fh, indent=2)
+    if aggregate_path and server.aborted is None:
+        np.save(aggregate_path, server.result().weighted_sum)
     clean = not missing
     for client in sorted(reports):
         if client != SERVER_ID:
@@ -494,7 +499,8 @@ def _round_report(config, aggregator, server, events, reports, missing, referenc
         "protocol": config.protocol, "n_clients": n, "dim": config.dim,
         "world_size": n + 1, "session": aggregator.session.hex(), "config": config.to_json(),
         "outcome": "finished", "error": None, "survivors": [], "dropped": [],
-        "dropouts": dropouts, "check": None, "wall_s": wall_s,
+        "dropouts": dropouts, "check": None, "round_s": reports[SERVER_ID]["round_s"],
+        "wall_s": wall_s,
         "ranks": [reports.get(r, {"rank": r, "role": "client", "status": "no report",
                                   "fault": _fault_or_none(config, r)})
                   for r in range(n + 1)],
@@ -543,16 +549,17 @@ def format_summary(report: dict) -> str:
     for d in report["dropouts"]:
         lines.append(f"  dropped client {d['client']} in {d['phase']}: {d['reason']}")
     lines.append(f"{'rank':>4}  {'role':<6} {'status':<22} {'fault':<24}"
-                 f"{'sent B':>10}{'recv B':>10}{'compute s':>11}{'wall s':>9}")
+                 f"{'sent B':>10}{'recv B':>10}{'cpu s':>8}{'round s':>9}")
     for r in report["ranks"]:
         if "bytes_sent" in r:
             numbers = (f"{r['bytes_sent']:>10}{r['bytes_received']:>10}"
-                       f"{r['compute_s']:>11.3f}{r['wall_s']:>9.2f}")
+                       f"{r['cpu_s']:>8.3f}{r['round_s']:>9.2f}")
         else:
-            numbers = f"{'-':>10}{'-':>10}{'-':>11}{'-':>9}"
+            numbers = f"{'-':>10}{'-':>10}{'-':>8}{'-':>9}"
         lines.append(f"{r['rank']:>4}  {r['role']:<6} {r['status']:<22} "
                      f"{r['fault'] or '-':<24}{numbers}")
-    lines.append(f"wall time {report['wall_s']:.2f} s; "
+    lines.append(f"round {report['round_s']:.2f} s (rank 0), {report['wall_s']:.2f} s with the "
+                 "wind-down; "
                  + ("every rank reported" if report["clean_shutdown"]
                     else f"no report from ranks {report['missing_reports']} (dead?)"))
     return "\n".join(lines)

@@ -20,7 +20,6 @@ from fedsecure.fl.data import (  # noqa: E402
     read_idx,
 )
 
-
 # --------------------------------------------------------------------------- built-in datasets
 
 
@@ -81,7 +80,7 @@ def test_partitions_are_disjoint_covering_and_non_empty(scheme, digit_labels):
     joined = np.concatenate(parts)
     np.testing.assert_array_equal(np.sort(joined), np.arange(len(digit_labels)))
     again = partition(digit_labels, 10, scheme=scheme, alpha=0.3, seed=1)
-    assert all(np.array_equal(p, q) for p, q in zip(parts, again))
+    assert all(np.array_equal(p, q) for p, q in zip(parts, again, strict=True))
 
 
 def test_iid_sizes_are_balanced_and_labels_mixed(digit_labels):

@@ -51,3 +51,12 @@ def test_secagg_training_matches_plaintext_fedavg(tmp_path):
     assert plain_accuracy > 0.85
     assert abs(secure_accuracy - plain_accuracy) <= 0.005
     assert all(row["bytes"] > 0 and row["aborted"] is None for row in secure_run.metrics)
+
+
+def test_a_ring_that_would_overflow_is_refused_before_training(tmp_path):
+    from fedsecure.errors import ConfigurationError
+
+    config = TrainConfig(clip=1e13, run_dir=str(tmp_path / "run"))
+    with pytest.raises(ConfigurationError, match=r"^scale_bits=16: .*needs a \d+-bit ring"):
+        train(config)
+    assert not (tmp_path / "run").exists()
