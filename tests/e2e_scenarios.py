@@ -37,7 +37,7 @@ class Scenario:
     aborts: bool = False
     max_weight: int = 1
     seed: int = 0
-    deadline_s: float = 4.0  # real seconds under MPI; the simulation's clock is virtual
+    deadline_s: float = 3.0  # real seconds under MPI; the simulation's clock is virtual
 
     def __post_init__(self):
         if self.survivors is None and not self.aborts:

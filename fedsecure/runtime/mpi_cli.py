@@ -52,6 +52,8 @@ def register(subparsers) -> None:
                    help="longest any rank waits for the round (default 600)")
     p.add_argument("--report-timeout", dest="report_timeout_s", type=float, metavar="SECONDS",
                    help="how long rank 0 waits for the other ranks' statistics (default 10)")
+    p.add_argument("--no-warm-up", dest="warm_up", action="store_false", default=None,
+                   help="skip the tiny in-process round each rank runs first to load kernels")
     p.add_argument("--out", metavar="FILE", help="rank 0 writes the JSON report here")
     p.add_argument("--save-aggregate", dest="aggregate", metavar="FILE.npy",
                    help="rank 0 saves the weighted sum (NumPy .npy) here")
@@ -66,7 +68,7 @@ def build_config(args):
     if args.config:
         options.update(load_config_file(args.config))
     for name in ("protocol", "dim", "seed", "max_weight", "clip", "min_clients", "deadline_s",
-                 "round_timeout_s", "report_timeout_s"):
+                 "round_timeout_s", "report_timeout_s", "warm_up"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value

@@ -101,20 +101,33 @@ def _print_phase_table(report) -> None:
 
 
 class Progress:
-    """One status line on stderr, updated as server events arrive."""
+    """Progress on stderr: a line per server phase; on a terminal, a live count of the clients
+    that have answered in the current phase."""
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
+        self.live = enabled and sys.stderr.isatty()
         self.began = time.perf_counter()
+        self.phase = "starting"
+        self.answered = 0
         self.dropped = 0
 
     def __call__(self, party_id: int, event) -> None:
-        if not self.enabled or party_id != 0:
+        if not self.enabled:
+            return
+        if party_id != 0:
+            if isinstance(event, (PhaseStarted, RoundFinished)):
+                self.answered += 1
+                if self.live:
+                    print(f"\r  {self.phase}: {self.answered} clients answered", end="",
+                          file=sys.stderr, flush=True)
             return
         if isinstance(event, ClientDropped):
             self.dropped += 1
-            return
-        if isinstance(event, (PhaseStarted, RoundFinished, RoundAborted)):
+        elif isinstance(event, (PhaseStarted, RoundFinished, RoundAborted)):
             label = getattr(event, "phase", type(event).__name__)
-            print(f"[{time.perf_counter() - self.began:7.2f}s] {label}"
-                  f" (dropped so far: {self.dropped})", file=sys.stderr, flush=True)
+            end = "\n" if self.live else ""
+            print(f"{end}[{time.perf_counter() - self.began:7.2f}s] {label}"
+                  f" (clients answered in the last phase: {self.answered},"
+                  f" dropped so far: {self.dropped})", file=sys.stderr, flush=True)
+            self.phase, self.answered = label, 0

@@ -112,6 +112,8 @@ class CkksClient(ClientParty):
             return
         handler = self._handlers.get(self.phase, {}).get(type(body))
         try:
+            if envelope.round != self.agg.spec.round:
+                raise UnexpectedMessage(f"message for round {envelope.round}", envelope.sender)
             if handler is None:
                 raise UnexpectedMessage(
                     f"{type(body).__name__} in phase {self.phase!r}", envelope.sender)

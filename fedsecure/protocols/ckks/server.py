@@ -109,6 +109,8 @@ class CkksServer(ServerParty):
             self._emit(LateMessage(sender, type(body).__name__))
             return
         try:
+            if envelope.round != self.agg.spec.round:
+                raise UnexpectedMessage(f"message for round {envelope.round}", sender)
             if self.phase not in self._handlers or sender not in self._expected:
                 raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
             message_type, check = self._handlers[self.phase]
