@@ -57,11 +57,10 @@ class Scenario:
 
     def round_config(self, **overrides) -> MPIRoundConfig:
         """The MPI runner's configuration (also the source of the synthetic inputs)."""
-        options = dict(protocol=self.protocol, dim=self.dim, seed=self.seed,
-                       max_weight=self.max_weight, deadline_s=self.deadline_s,
-                       faults=self.faults)
-        options.update(overrides)
-        return MPIRoundConfig(**options)
+        options = {"protocol": self.protocol, "dim": self.dim, "seed": self.seed,
+                   "max_weight": self.max_weight, "deadline_s": self.deadline_s,
+                   "faults": self.faults}
+        return MPIRoundConfig(**{**options, **overrides})
 
     def spec(self) -> AggregationSpec:
         return AggregationSpec(n_clients=self.n_clients, vector_length=self.dim,

@@ -37,6 +37,7 @@ FLAGS = (
     ("--mu", "mu", float, "FedProx proximal weight; 0 is FedAvg (default 0)"),
     ("--seed", "seed", int, "seed of data split, partition, sampling and training (default 0)"),
     ("--device", "device", str, "auto (default: cuda if available), cpu, cuda, cuda:N"),
+    ("--threads", "threads", int, "torch CPU threads (default 1; 0 keeps torch's default)"),
     ("--run-dir", "run_dir", str, "run directory (default runs/train-<timestamp>)"),
     ("--personalize-epochs", "personalize_epochs", int, "fine-tuning epochs (default 2)"),
 )

@@ -72,6 +72,7 @@ class TrainConfig:
     # run
     seed: int = 0
     device: str = "auto"
+    threads: int = 1  # torch CPU threads for the process; 0 keeps torch's own setting
     run_dir: str | None = None
     personalize: bool = False
     personalize_epochs: int = 2
@@ -125,6 +126,8 @@ class TrainConfig:
                 "must be an integer >= 0")
         require(isinstance(self.device, str) and DEVICE_PATTERN.match(self.device) is not None,
                 "device", self.device, "must be auto, cpu, cuda or cuda:N")
+        require(_is_int(self.threads) and self.threads >= 0, "threads", self.threads,
+                "must be an integer >= 0 (0: torch's default)")
         require(self.run_dir is None or (isinstance(self.run_dir, str) and self.run_dir != ""),
                 "run_dir", self.run_dir, "must be a folder path")
         require(isinstance(self.personalize, bool), "personalize", self.personalize,

@@ -112,7 +112,10 @@ def split_and_standardize(name: str, x, y, class_names, *, seed: int,
     """Seeded (stratified when possible) train/test split; features standardized on train."""
     from sklearn.model_selection import train_test_split
 
-    x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    try:
+        x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"dataset={name!r}: features are not numeric") from None
     y = np.asarray(y, dtype=np.int64)
     require(len(x) == len(y), "dataset", name,
             f"{len(x)} feature rows but {len(y)} labels")

@@ -54,6 +54,8 @@ def summarize(rows: Sequence[dict]) -> tuple[float, float]:
     """Test-sample-weighted mean accuracy over clients, before and after fine-tuning."""
     tested = [r for r in rows if r["test_samples"] > 0]
     total = sum(r["test_samples"] for r in tested)
+    if total == 0:
+        return float("nan"), float("nan")
     before = sum(r["accuracy_before"] * r["test_samples"] for r in tested) / total
     after = sum(r["accuracy_after"] * r["test_samples"] for r in tested) / total
     return before, after

@@ -62,7 +62,11 @@ def register(subparsers) -> None:
 
 def build_config(args):
     """The round configuration from ``--config`` and the command-line overrides."""
-    from fedsecure.runtime.mpi_runner import MPIRoundConfig, faults_from_cli, load_config_file
+    from fedsecure.runtime.mpi_runner import (
+        MPIRoundConfig,
+        faults_from_cli,
+        load_config_file,
+    )
 
     options = dict(DEFAULTS)
     if args.config:
@@ -99,7 +103,7 @@ def run(args) -> int:
         outcome = run_mpi_round(config, out_path=args.out, aggregate_path=args.aggregate)
     except ConfigurationError:
         raise  # raised alike on every rank (checked before the round or agreed collectively)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any other failure must not leave the job hanging
         # An unexpected failure on one rank: without rank 0 nobody can finish the round, so
         # it ends the whole job; a client rank leaves like a crashed one.
         traceback.print_exc()

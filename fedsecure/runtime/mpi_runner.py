@@ -8,17 +8,22 @@ stepped by :func:`~fedsecure.runtime.driver.run_party` — over an
 
 One round, per rank:
 
-1. **Agree** (the only collectives, done while every rank is certainly alive): each rank hashes
-   its own configuration; an ``Allgather`` of the digests makes every rank refuse a mismatch
-   the same way; rank 0 draws the session id and ``Bcast`` s it.
-2. **Run** the party: rank 0 the server, rank r client r with ``produce_update(r)``.
-3. **Wind down**, point to point only, so a dead rank cannot hang anyone:
+1. **Prepare**: a client rank makes its input (``produce_update(r)``); by default every rank
+   also runs a tiny in-process round first (``warm_up``), so one-off costs such as loading
+   compiled kernels are not paid inside the real round's deadlines.
+2. **Agree** (the only collectives, done while every rank is certainly alive, and waited for
+   by sleeping rather than MPI's busy polling): each rank hashes its own configuration; an
+   ``Iallgather`` of the digests makes every rank refuse a mismatch the same way; rank 0
+   draws the session id and ``Ibcast`` s it.
+3. **Run** the party: rank 0 the server, rank r client r.
+4. **Wind down**, point to point only, so a dead rank cannot hang anyone:
    rank 0 sends ``round_over`` to every client (a client still waiting — silent, dropped —
    stops); each client sends its ``stats`` (JSON) to rank 0; rank 0 waits for the stats of
    every rank not scheduled to crash (at most ``report_timeout_s``), prints and writes the
    report, then sends ``final`` to every client that reported, saying whether *all* did.
-4. **Shut down**: if every rank reported, ``MPI_Finalize``; otherwise flush and ``os._exit``,
-   because ``MPI_Finalize`` waits for every rank of the job, the dead one included.
+5. **Shut down** (:func:`shutdown`): if every rank reported, ``MPI_Finalize``; otherwise flush
+   and ``os._exit``, because ``MPI_Finalize`` waits for every rank of the job, the dead one
+   included.
 
 An injected ``Crash`` really ends the rank's process (``os._exit(CRASH_EXIT_STATUS)``) just
 before it would send the named message.  Under MPICH the job survives that only when started
@@ -37,8 +42,8 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -141,8 +146,9 @@ class MPIRoundConfig:
     def crashing_ranks(self) -> set[int]:
         return {f.party for f in self.faults if isinstance(f, Crash)}
 
-    def fault_of(self, rank: int) -> Fault | None:
-        return next((f for f in self.faults if f.party == rank), None)
+    def faults_of(self, rank: int) -> str | None:
+        """The faults scheduled for ``rank``, as text (None: none)."""
+        return ", ".join(fault_text(f) for f in self.faults if f.party == rank) or None
 
     def to_json(self) -> dict:
         return {
@@ -309,6 +315,7 @@ def run_mpi_round(
     _complete(request, config)
     rank, world = comm.Get_rank(), comm.Get_size()
     n = config.check_world(world)
+    update = produce_update(rank) if rank != SERVER_ID else None
     if config.warm_up:
         _warm_up(config, n)
     session = _agree(comm, config, MPI)
@@ -322,12 +329,10 @@ def run_mpi_round(
         party, endpoint = aggregator.server(), data
     else:
         party = aggregator.client(rank)
-        vector, weight = produce_update(rank)
-        party.set_input(vector, weight)
+        party.set_input(*update)
         endpoint = _UntilRoundOver(data, control)
-    fault = config.fault_of(rank)
     transport = FaultyTransport(endpoint, config.faults, clock,
-                                on_crash=lambda: _crash(rank, fault))
+                                on_crash=lambda: _crash(rank, config))
     driver = PartyDriver(party, transport, session=session, deadlines=config.deadlines(),
                          clock=clock, on_event=lambda pid, ev: events.append((pid, ev)))
     began = clock()
@@ -396,7 +401,7 @@ def _complete(request, config: MPIRoundConfig) -> None:
             raise ProtocolAborted(f"not every rank started within round_timeout_s="
                                   f"{config.round_timeout_s}")
         time.sleep(sleep_s)
-        sleep_s = min(2 * sleep_s, 0.02)
+        sleep_s = min(2 * sleep_s, 0.005)
 
 
 def _warm_up(config: MPIRoundConfig, n: int) -> None:
@@ -410,10 +415,9 @@ def _warm_up(config: MPIRoundConfig, n: int) -> None:
                    {c: (np.zeros(spec.vector_length), 1) for c in spec.client_ids})
 
 
-def _crash(rank: int, fault: Fault | None) -> None:
-    where = f" before {fault.before}" if fault is not None else ""
-    print(f"fedsecure mpi-round: rank {rank}: injected crash{where}, exiting now",
-          file=sys.stderr, flush=True)
+def _crash(rank: int, config: MPIRoundConfig) -> None:
+    print(f"fedsecure mpi-round: rank {rank}: injected crash ({config.faults_of(rank)}), "
+          "exiting now", file=sys.stderr, flush=True)
     sys.stdout.flush()
     os._exit(CRASH_EXIT_STATUS)
 
@@ -445,11 +449,10 @@ def _rank_stats(rank, driver, events, config, round_s) -> dict:
         status = "finished"
     else:
         status = "stopped at round end"
-    fault = config.fault_of(rank)
     s = driver.stats
     return {
         "rank": rank, "role": "server" if rank == SERVER_ID else "client", "status": status,
-        "fault": fault_text(fault) if fault is not None else None,
+        "fault": config.faults_of(rank),
         "round_s": round_s, "compute_s": s.total_seconds, "cpu_s": s.total_cpu_seconds,
         "bytes_sent": s.total_bytes_sent, "bytes_received": s.total_bytes_received,
         "seconds_by_phase": dict(s.seconds_by_phase),
@@ -519,7 +522,7 @@ def _round_report(config, aggregator, server, events, reports, missing, referenc
         "dropouts": dropouts, "check": None, "round_s": reports[SERVER_ID]["round_s"],
         "wall_s": wall_s,
         "ranks": [reports.get(r, {"rank": r, "role": "client", "status": "no report",
-                                  "fault": _fault_or_none(config, r)})
+                                  "fault": config.faults_of(r)})
                   for r in range(n + 1)],
         "missing_reports": missing, "clean_shutdown": not missing,
     }
@@ -542,15 +545,10 @@ def _round_report(config, aggregator, server, events, reports, missing, referenc
     return report
 
 
-def _fault_or_none(config, rank):
-    fault = config.fault_of(rank)
-    return fault_text(fault) if fault is not None else None
-
-
 def format_summary(report: dict) -> str:
     """The outcome line(s) and a per-rank table, as rank 0 prints them."""
-    lines = [f"mpi-round: protocol {report['protocol']}, {report['n_clients']} client ranks x "
-             f"{report['dim']} values, session {report['session'][:8]}..."]
+    lines = [(f"mpi-round: protocol {report['protocol']}, {report['n_clients']} client ranks"
+              f" x {report['dim']} values, session {report['session'][:8]}...")]
     if report["outcome"] == "aborted":
         lines.append(f"round ABORTED: {report['error']}")
     else:

@@ -51,7 +51,7 @@ class MPITransport(Transport):
         *,
         tag: int = DATA_TAG,
         min_sleep_s: float = 0.0002,
-        max_sleep_s: float = 0.01,
+        max_sleep_s: float = 0.005,
         close_grace_s: float = 2.0,
     ):
         if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
@@ -188,7 +188,7 @@ _PENDING, _DONE, _FAILED = "pending", "done", "failed"
 class _Transfer:
     """One posted Isend/Irecv, its buffer (kept alive until MPI is done with it) and its state."""
 
-    __slots__ = ("peer", "buffer", "request", "state")
+    __slots__ = ("buffer", "peer", "request", "state")
 
     def __init__(self, peer: int, buffer, request):
         self.peer = peer

@@ -41,6 +41,7 @@ def test_defaults_are_the_documented_job():
     ("device", "tpu", "must be auto, cpu, cuda or cuda:N"),
     ("model", "resnet", "must be one of"),
     ("batch_size", 0, "must be an integer >= 1"),
+    ("threads", -1, "must be an integer >= 0"),
     ("personalize", "yes", "must be true or false"),
     ("dataset", "mnist", "must be one of"),
     ("dataset", "csv:/no/such.csv", "does not exist"),
@@ -91,15 +92,16 @@ def test_train_flags_map_onto_the_config():
     args = build_parser().parse_args(
         ["train", "--clients", "5", "--rounds", "2", "--protocol", "plaintext", "--alpha",
          "0.3", "--local-epochs", "1", "--batch-size", "16", "--personalize",
-         "--device", "cpu", "--run-dir", "runs/x", "--fraction", "0.6", "--mu", "0.01"])
+         "--device", "cpu", "--run-dir", "runs/x", "--fraction", "0.6", "--mu", "0.01",
+         "--threads", "2"])
     from fedsecure.fl.cli import _overrides
 
     config = TrainConfig.load(None, _overrides(args))
     assert (config.clients, config.rounds, config.protocol, config.alpha) == (
         5, 2, "plaintext", 0.3)
     assert (config.local_epochs, config.batch_size, config.personalize) == (1, 16, True)
-    assert (config.device, config.run_dir, config.fraction, config.mu) == (
-        "cpu", "runs/x", 0.6, 0.01)
+    assert (config.device, config.run_dir, config.fraction, config.mu, config.threads) == (
+        "cpu", "runs/x", 0.6, 0.01, 2)
     assert callable(args.run)
 
 

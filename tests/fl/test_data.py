@@ -244,3 +244,9 @@ def test_idx_errors(tmp_path, data, message):
     (tmp_path / "bad").write_bytes(data)
     with pytest.raises(ConfigurationError, match=message):
         read_idx(tmp_path / "bad")
+
+
+def test_non_numeric_npz_features_are_refused(tmp_path):
+    np.savez(tmp_path / "s.npz", x=np.array([["a", "b"]] * 6), y=np.arange(6) % 2)
+    with pytest.raises(ConfigurationError, match="features are not numeric"):
+        load_dataset(f"npz:{tmp_path / 's.npz'}")

@@ -142,6 +142,14 @@ def test_fedprox_changes_the_trajectory(tmp_path):
     assert not np.array_equal(model_to_vector(avg.model), model_to_vector(prox.model))
 
 
+def test_threads_option_sets_torchs_cpu_threads(tmp_path):
+    torch.set_num_threads(2)
+    train(_config(tmp_path, "keep", rounds=1, threads=0), aggregate=exact_mean_aggregate())
+    assert torch.get_num_threads() == 2
+    train(_config(tmp_path, "one", rounds=1, threads=1), aggregate=exact_mean_aggregate())
+    assert torch.get_num_threads() == 1
+
+
 # --------------------------------------------------------------------------- resume
 
 

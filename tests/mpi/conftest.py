@@ -43,18 +43,29 @@ class Launcher:
         command += ["-n", str(n), sys.executable, *argv]
         for count, extra in mpmd or ():
             command += [":", "-n", str(count), sys.executable, *extra]
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-            pytest.fail(f"mpirun did not finish within {timeout_s} s: {' '.join(command)}\n"
-                        f"stdout:\n{stdout}\nstderr:\n{stderr}")
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+        return run_command(command, timeout_s)
+
+    def run_script(self, argv: list[str], *, timeout_s: float = 120.0
+                   ) -> subprocess.CompletedProcess:
+        """A launch script (``mpi_launch/run_round.sh``) using this mpirun and this Python."""
+        return run_command(argv, timeout_s, MPIRUN=self.path, PYTHON=sys.executable)
+
+
+def run_command(command: list[str], timeout_s: float, **env) -> subprocess.CompletedProcess:
+    """Run ``command`` from the repository root (importable without installing); kill its
+    whole process group and fail the test if it runs past ``timeout_s``."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), **env)
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        pytest.fail(f"{' '.join(command)} did not finish within {timeout_s} s\n"
+                    f"stdout:\n{stdout}\nstderr:\n{stderr}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +78,7 @@ def launcher() -> Launcher:
                     "MPICH's)")
     try:
         version = subprocess.run([path, "--version"], capture_output=True, text=True,
-                                 timeout=30).stdout
+                                 timeout=30, check=False).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"{path} --version failed: {exc}")
     return Launcher(path, hydra="HYDRA" in version.upper())

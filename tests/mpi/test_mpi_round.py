@@ -73,6 +73,18 @@ def test_crash_without_disable_auto_cleanup_takes_the_whole_job_down(launcher, t
     assert "injected crash" in done.stderr
 
 
+def test_launch_script_keeps_the_job_alive_through_a_crash(launcher, tmp_path):
+    if not launcher.hydra:
+        pytest.skip("run_round.sh disables auto-cleanup only for MPICH's Hydra")
+    out = tmp_path / "result.json"
+    done = launcher.run_script(["mpi_launch/run_round.sh", "-n", "4", "--", "--config",
+                                "mpi_launch/configs/quick_check.json", "--out", str(out)])
+    assert done.returncode == CRASH_EXIT_STATUS, done.stderr
+    report = json.loads(out.read_text())
+    assert report["outcome"] == "finished" and report["check"]["ok"] is True
+    assert report["survivors"] == [1, 3] and report["missing_reports"] == [2]
+
+
 def test_ranks_with_different_configurations_refuse_to_start(launcher, tmp_path):
     options = ["--protocol", "plaintext", "--deadline", "3"]
     done = launcher.run(2, ["-m", "fedsecure", "mpi-round", *options, "--dim", "10"],

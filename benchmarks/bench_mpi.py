@@ -1,0 +1,151 @@
+"""One round as MPI ranks vs the same round in one process: the MPI runtime's overhead.
+
+Run as benchmarks:  pytest benchmarks/bench_mpi.py --benchmark-only
+Record a JSON file: python benchmarks/bench_mpi.py --out benchmarks/results/mpi_overhead.json
+
+For each (protocol, n, d) the MPI side is ``mpirun -n n+1 python -m fedsecure mpi-round`` and
+its time is rank 0's *round* time (its driver from first step to result: no process start,
+imports, kernel warm-up or start-up agreement), median over repeats; the in-process side is
+``simulate_round`` with the same synthetic inputs after one warm-up round, median over
+repeats.  ``overhead_ratio`` = MPI round seconds / in-process round seconds.  The two do
+different work with the same protocol code: in one process every party runs in turn on one
+core with no transport; under MPI the parties run in parallel (on as many cores as there
+are) but pay for message passing, polling latency and process scheduling — on a machine
+with fewer cores than ranks the ratio is mostly about oversubscription.  No faults: a
+deadline would dominate both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from fedsecure.protocols.base import make_aggregator
+from fedsecure.runtime.mpi_runner import MPIRoundConfig, synthetic_update
+from fedsecure.runtime.simulation import simulate_round
+
+REPO = Path(__file__).absolute().parents[1]
+CASES = [("plaintext", 7, 10**4), ("secagg", 7, 10**4), ("plaintext", 7, 10**5),
+         ("secagg", 7, 10**5)]
+
+
+def _case_id(case) -> str:
+    protocol, n, d = case
+    return f"{protocol}-n{n}-d{d:.0e}".replace("+0", "")
+
+
+def mpi_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict:
+    """Launch the round ``repeats`` times; rank 0's round seconds and the launch wall time."""
+    launcher = shutil.which("mpirun") or shutil.which("mpiexec")
+    if launcher is None:
+        raise RuntimeError("no mpirun/mpiexec on PATH (pip install 'fedsecure[mpi]')")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+    rounds, launches, reports = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "round.json"
+        for _ in range(repeats):
+            began = time.perf_counter()
+            done = subprocess.run(
+                [launcher, "-n", str(n + 1), sys.executable, "-m", "fedsecure", "mpi-round",
+                 "--protocol", protocol, "--dim", str(d), "--deadline", "120",
+                 "--out", str(out)],
+                cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+            launches.append(time.perf_counter() - began)
+            if done.returncode != 0:
+                raise RuntimeError(f"mpi-round failed ({done.returncode}):\n{done.stderr}")
+            report = json.loads(out.read_text())
+            rounds.append(report["round_s"])
+            reports.append(report)
+    last = reports[-1]
+    return {
+        "round_s": statistics.median(rounds), "round_s_all": rounds,
+        "launch_wall_s": statistics.median(launches),
+        "server_cpu_s": last["ranks"][0]["cpu_s"],
+        "client_cpu_s_mean": statistics.mean(r["cpu_s"] for r in last["ranks"][1:]),
+        "bytes_total": sum(r["bytes_sent"] for r in last["ranks"]),
+        "check_ok": last["check"]["ok"],
+    }
+
+
+def simulated_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict:
+    config = MPIRoundConfig(protocol=protocol, dim=d)
+    inputs = {c: synthetic_update(config, c) for c in range(1, n + 1)}
+    times, report = [], None
+    for i in range(repeats + 1):  # the first round warms up kernels and lazy imports
+        aggregator = make_aggregator(protocol, config.spec(n, os.urandom(16)))
+        began = time.perf_counter()
+        report = simulate_round(aggregator, inputs)
+        if i:
+            times.append(time.perf_counter() - began)
+    if report.error is not None:
+        raise RuntimeError(f"simulated round failed: {report.error}")
+    return {"round_s": statistics.median(times), "round_s_all": times,
+            "cpu_s_all_parties": sum(s.total_cpu_seconds for s in report.stats.values()),
+            "bytes_total": report.bytes_total}
+
+
+def measure(protocol: str, n: int, d: int, repeats: int = 3) -> dict:
+    mpi = mpi_round_seconds(protocol, n, d, repeats)
+    sim = simulated_round_seconds(protocol, n, d, repeats)
+    return {"protocol": protocol, "n_clients": n, "dim": d, "ranks": n + 1,
+            "mpi": mpi, "in_process": sim, "overhead_ratio": mpi["round_s"] / sim["round_s"]}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("case", CASES, ids=[_case_id(c) for c in CASES])
+def test_mpi_round_vs_in_process(benchmark, case):
+    pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install 'fedsecure[mpi]')")
+    if shutil.which("mpirun") is None and shutil.which("mpiexec") is None:
+        pytest.skip("no mpirun/mpiexec launcher on PATH")
+    records = []
+    benchmark.group = "mpi round vs in-process"
+    benchmark.pedantic(lambda: records.append(measure(*case, repeats=1)), rounds=1,
+                       iterations=1)
+    record = records[-1]
+    assert record["mpi"]["check_ok"] is True
+    assert record["mpi"]["bytes_total"] == record["in_process"]["bytes_total"]
+    benchmark.extra_info.update({
+        "mpi_round_s": record["mpi"]["round_s"],
+        "in_process_round_s": record["in_process"]["round_s"],
+        "overhead_ratio": record["overhead_ratio"],
+        "mpi_launch_wall_s": record["mpi"]["launch_wall_s"],
+    })
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="JSON file to write")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    results = []
+    for case in CASES:
+        record = measure(*case, repeats=args.repeats)
+        results.append(record)
+        print(f"{_case_id(case):<24} mpi {record['mpi']['round_s']:.3f} s   in-process "
+              f"{record['in_process']['round_s']:.3f} s   ratio {record['overhead_ratio']:.2f}",
+              flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({
+        "benchmark": "mpi round vs in-process simulate_round",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version()},
+        "load_average_at_end": os.getloadavg(),
+        "results": results,
+    }, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
