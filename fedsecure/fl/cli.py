@@ -28,6 +28,8 @@ FLAGS = (
     ("--protocol", "protocol", str, "aggregation protocol, e.g. plaintext or secagg (default)"),
     ("--clip", "clip", float, "per-coordinate clip of each delta (default 2.0)"),
     ("--deadline-s", "deadline_s", float, "per-phase aggregation deadline in seconds"),
+    ("--stragglers", "stragglers", float,
+     "fraction of each round's clients whose messages arrive after the deadline (default 0)"),
     ("--model", "model", str, "mlp (default) or logistic"),
     ("--hidden", "hidden", int, "hidden units of the mlp (default 64)"),
     ("--local-epochs", "local_epochs", int, "local epochs per round (default 2)"),

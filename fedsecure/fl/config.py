@@ -59,6 +59,7 @@ class TrainConfig:
     protocol_options: dict[str, Any] = field(default_factory=dict)
     clip: float = 2.0
     deadline_s: float | None = None
+    stragglers: float = 0.0  # fraction of each round's clients whose messages miss the deadline
     # model and local training
     model: str = "mlp"
     hidden: int = 64
@@ -106,6 +107,8 @@ class TrainConfig:
                 "must be a number > 0 (per-coordinate bound on each delta)")
         require(self.deadline_s is None or (_is_number(self.deadline_s) and self.deadline_s > 0),
                 "deadline_s", self.deadline_s, "must be a number of seconds > 0, or unset")
+        require(_is_number(self.stragglers) and 0 <= self.stragglers < 1, "stragglers",
+                self.stragglers, "must be a fraction in [0, 1)")
         require(self.model in MODELS, "model", self.model, f"must be one of {list(MODELS)}")
         require(_is_int(self.hidden) and self.hidden >= 1, "hidden", self.hidden,
                 "must be an integer >= 1")

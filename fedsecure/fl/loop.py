@@ -43,7 +43,7 @@ from fedsecure.fl.server import (
 )
 from fedsecure.protocols.base import AggregationSpec
 
-PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE = 0, 1, 2
+PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE, PURPOSE_STRAGGLE = 0, 1, 2, 3
 RESUMABLE_CHANGES = ("rounds", "device")
 """The options a resumed run may change; everything else comes from the checkpoint."""
 
@@ -130,9 +130,13 @@ def run_round(fed: Federation, round_index: int, *,
             momentum=cfg.momentum, mu=cfg.mu,
             seed=derived_seed(cfg.seed, round_index, PURPOSE_TRAIN, client))))
     trained = time.perf_counter()
+    straggle = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_STRAGGLE))
+    stragglers = sorted(int(c) for c in straggle.choice(
+        sampled, size=int(round(cfg.stragglers * len(sampled))), replace=False))
     outcome = aggregate_round(updates, protocol=cfg.protocol, options=cfg.protocol_options,
                               clip=cfg.clip, round_index=round_index,
-                              deadline_s=cfg.deadline_s, aggregate=aggregate)
+                              deadline_s=cfg.deadline_s, stragglers=stragglers,
+                              aggregate=aggregate)
     aggregated = time.perf_counter()
     if outcome.mean is not None:
         vector_to_model(model_to_vector(fed.model) + outcome.mean, fed.model)
@@ -146,6 +150,7 @@ def run_round(fed: Federation, round_index: int, *,
         "sampled": sampled,
         "survivors": list(outcome.survivors),
         "dropped": list(outcome.dropped),
+        "stragglers": stragglers,
         "aborted": None if outcome.error is None else str(outcome.error),
         "bytes": outcome.bytes_total,
         "clipped_fraction": outcome.clipped_fraction,

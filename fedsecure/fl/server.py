@@ -21,6 +21,7 @@ from fedsecure.errors import ConfigurationError
 from fedsecure.fl.client import LocalUpdate
 from fedsecure.protocols.base import AggregateResult, AggregationSpec, make_aggregator
 from fedsecure.runtime.driver import Deadlines
+from fedsecure.runtime.faults import ANY_MESSAGE, Delay
 from fedsecure.runtime.simulation import simulate_round
 
 
@@ -36,8 +37,9 @@ class AggregationReport:
 
 
 AggregateFn = Callable[..., AggregationReport]
-"""``aggregate(protocol, spec, inputs, *, options, deadline_s) -> AggregationReport`` where
-``inputs`` maps round ids 1..m to (delta, weight)."""
+"""``aggregate(protocol, spec, inputs, *, options, deadline_s, stragglers) -> AggregationReport``
+where ``inputs`` maps round ids 1..m to (delta, weight) and ``stragglers`` lists round ids
+whose messages arrive after the deadline."""
 
 
 def build_aggregator(protocol: str, spec: AggregationSpec, options: Mapping):
@@ -52,15 +54,18 @@ def build_aggregator(protocol: str, spec: AggregationSpec, options: Mapping):
 
 def secure_aggregate(protocol: str, spec: AggregationSpec,
                      inputs: Mapping[int, tuple[np.ndarray, int]], *, options: Mapping,
-                     deadline_s: float | None) -> AggregationReport:
+                     deadline_s: float | None,
+                     stragglers: Sequence[int] = ()) -> AggregationReport:
     """Run one round of ``protocol`` over ``inputs`` with the in-process simulation driver.
 
     ``deadline_s`` bounds each collection phase (clients that miss it are dropped as
-    stragglers); None keeps the driver's default.
+    stragglers); None keeps the driver's default.  Every message of a client in
+    ``stragglers`` is delayed past the deadline, so the server cuts it off.
     """
     aggregator = build_aggregator(protocol, spec, options)
-    deadlines = None if deadline_s is None else Deadlines(default_s=deadline_s)
-    report = simulate_round(aggregator, dict(inputs), deadlines=deadlines, faults=())
+    deadlines = Deadlines() if deadline_s is None else Deadlines(default_s=deadline_s)
+    late = [Delay(rid, ANY_MESSAGE, 2 * deadlines.default_s) for rid in stragglers]
+    report = simulate_round(aggregator, dict(inputs), deadlines=deadlines, faults=late)
     return AggregationReport(
         result=report.result,
         error=report.error,
@@ -97,9 +102,10 @@ class RoundAggregate:
 
 def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str,
                     options: Mapping, clip: float, round_index: int,
-                    deadline_s: float | None = None,
+                    deadline_s: float | None = None, stragglers: Sequence[int] = (),
                     aggregate: AggregateFn = secure_aggregate) -> RoundAggregate:
-    """Clip each delta to [-clip, clip], aggregate with ``protocol``, return the mean delta."""
+    """Clip each delta to [-clip, clip], aggregate with ``protocol``, return the mean delta.
+    ``stragglers`` are client indices whose messages miss the deadline."""
     clients = [client for client, _ in updates]
     d = len(updates[0][1].delta)
     clipped = sum(int(np.count_nonzero(np.abs(u.delta) > clip)) for _, u in updates)
@@ -108,7 +114,9 @@ def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str
     spec = AggregationSpec(n_clients=len(updates), vector_length=d,
                            max_weight=max(u.n_samples for _, u in updates), clip=clip,
                            session=None, round=round_index)
-    report = aggregate(protocol, spec, inputs, options=options, deadline_s=deadline_s)
+    late = [rid for rid, client in enumerate(clients, start=1) if client in set(stragglers)]
+    report = aggregate(protocol, spec, inputs, options=options, deadline_s=deadline_s,
+                       stragglers=late)
     result = report.result
     return RoundAggregate(
         mean=None if result is None else np.asarray(result.mean, dtype=np.float64),

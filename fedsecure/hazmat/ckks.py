@@ -38,8 +38,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -58,8 +58,8 @@ NOISE_STD = 3.2
 TAIL_SIGMAS = 7.2
 """Standard deviations in :attr:`CkksParameters.error_bound`: P(|Z| > 7.2) < 2^-40."""
 FINGERPRINT_DOMAIN = b"fedsecure/ckks/v1/context\x00"
-_SERIALIZE_PUBLIC = dict(save_public_key=True, save_secret_key=False, save_galois_keys=False,
-                         save_relin_keys=False)
+_SERIALIZE_PUBLIC = {"save_public_key": True, "save_secret_key": False,
+                     "save_galois_keys": False, "save_relin_keys": False}
 _PARSE_ERRORS = (ValueError, RuntimeError, TypeError, MemoryError, OverflowError, IndexError)
 
 
@@ -215,7 +215,7 @@ def _expected_chain_bits(params: CkksParameters) -> list[int]:
 
 
 def load_context(data: bytes, params: CkksParameters, *,
-                 sender: int | None = None) -> "PublicContext":
+                 sender: int | None = None) -> PublicContext:
     """Deserialize a context and check it matches ``params``.
 
     Returns a :class:`SecretContext` if ``data`` holds the secret key, else a

@@ -8,7 +8,7 @@ strikes, so the same schedule means the same thing in simulation and under ``mpi
 * ``Crash(party, before=tag)`` – the party's process dies just before sending that message;
   in simulation its endpoint goes dead, under MPI the runner's ``on_crash`` really exits.
 * ``Delay(party, message=tag, seconds=s)`` – that message leaves ``s`` seconds late (a
-  straggler when ``s`` exceeds the phase deadline).
+  straggler when ``s`` exceeds the phase deadline); ``message="*"`` delays every message.
 * ``Corrupt(party, message=tag, offset=-1)`` – one byte of that message is flipped in transit.
 
 ``FaultyTransport`` wraps a real transport and applies the schedule of its own party.
@@ -22,6 +22,9 @@ from typing import Callable, Iterable
 import msgspec
 
 from fedsecure.runtime.transport import Transport
+
+
+ANY_MESSAGE = "*"
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class FaultyTransport(Transport):
             if isinstance(fault, Silent) and fault.before == tag:
                 self._silent = True
                 return
-            if isinstance(fault, Delay) and fault.message == tag:
+            if isinstance(fault, Delay) and fault.message in (tag, ANY_MESSAGE):
                 delay = max(delay, fault.seconds)
             if isinstance(fault, Corrupt) and fault.message == tag and data:
                 corrupted = bytearray(data)

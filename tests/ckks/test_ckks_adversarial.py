@@ -3,12 +3,30 @@ signatures, replayed key material, unsafe decryption requests."""
 
 from __future__ import annotations
 
+import functools
+
 import msgspec
 import numpy as np
 import pytest
 
+from fedsecure.errors import (
+    IntegrityError,
+    MalformedMessage,
+    ProtocolAborted,
+    UnsafeRequest,
+)
+from fedsecure.hazmat import generate_signing_key
+from fedsecure.hazmat.ckks import CkksParameters, generate_keys, load_context
+from fedsecure.messages import decode, encode
+from fedsecure.messages.ckks import CkksAdvertise, CkksUpdate
+from fedsecure.protocols.base import ClientDropped, LateMessage, RoundAborted
+from fedsecure.protocols.ckks import wire
+from fedsecure.rng import DeterministicRandom
+from fedsecure.runtime.faults import Corrupt
+from fedsecure.runtime.simulation import simulate_round
 from tests.ckks.helpers import (
     TENSEAL_REASON,
+    TEST_PARAMS,
     Harness,
     events_of,
     make_ckks,
@@ -18,22 +36,6 @@ from tests.ckks.helpers import (
 
 pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he
-
-from fedsecure.errors import (  # noqa: E402
-    IntegrityError,
-    MalformedMessage,
-    ProtocolAborted,
-    UnsafeRequest,
-)
-from fedsecure.hazmat import generate_signing_key  # noqa: E402
-from fedsecure.hazmat.ckks import CkksParameters, generate_keys, load_context  # noqa: E402
-from fedsecure.messages import decode, encode  # noqa: E402
-from fedsecure.messages.ckks import CkksAdvertise, CkksUpdate  # noqa: E402
-from fedsecure.protocols.base import ClientDropped, LateMessage, RoundAborted  # noqa: E402
-from fedsecure.protocols.ckks import wire  # noqa: E402
-from fedsecure.rng import DeterministicRandom  # noqa: E402
-from fedsecure.runtime.faults import Corrupt  # noqa: E402
-from fedsecure.runtime.simulation import simulate_round  # noqa: E402
 
 N, D = 4, 2500  # two ciphertexts per update
 
@@ -82,21 +84,15 @@ def _garble(chunk: bytes) -> bytes:
     return chunk[:middle] + b"\xff" * 64 + chunk[middle + 64:]
 
 
-FOREIGN_KEYS = None
-
-
+@functools.cache
 def foreign_public():
     """A context of the same parameters under another key (made once)."""
-    global FOREIGN_KEYS
-    if FOREIGN_KEYS is None:
-        FOREIGN_KEYS = generate_keys(make_ckks(N, D).parameters)
-    return load_context(FOREIGN_KEYS.public_context, make_ckks(N, D).parameters)
+    return load_context(generate_keys(TEST_PARAMS).public_context, TEST_PARAMS)
 
 
-def _other_parameters_chunks(body):
+def _other_parameters_chunks():
     params = CkksParameters(4096, (40, 60), 30)
-    other = load_context(generate_keys(params).public_context, params)
-    return other.encrypt(np.zeros(D + 1))
+    return load_context(generate_keys(params).public_context, params).encrypt(np.zeros(D + 1))
 
 
 BAD_UPDATES = {
@@ -114,7 +110,7 @@ BAD_UPDATES = {
         foreign_public().fingerprint, foreign_public().encrypt(np.zeros(D + 1))),
         IntegrityError),
     "other-parameters": (lambda b: msgspec.structs.replace(
-        b, ciphertexts=_other_parameters_chunks(b)), MalformedMessage),
+        b, ciphertexts=_other_parameters_chunks()), MalformedMessage),
 }
 
 
@@ -129,7 +125,7 @@ def test_bad_update_drops_the_client(case):
 def test_well_formed_garbage_under_our_fingerprint_aborts_instead_of_a_wrong_result():
     """A ciphertext under another key that claims our context cannot be told apart from a
     good one; decrypting the sum then gives values out of range, and the round aborts."""
-    aggregator, inputs, h = at_updates()
+    _, _, h = at_updates()
     tamper(h, 2, lambda b: msgspec.structs.replace(
         b, ciphertexts=foreign_public().encrypt(np.zeros(D + 1))))
     h.run_to_end()
@@ -256,11 +252,6 @@ def test_key_material_replayed_to_another_client_fails_authentication():
     aborted = events_of(h.clients[3], RoundAborted)
     assert h.clients[3].phase == "aborted" and isinstance(aborted[-1].error, IntegrityError)
     assert h.clients[2].done and h.clients[2].phase == "done"
-
-
-def _decrypt_request(h):
-    h.run_until_server_phase("collect_decryption")
-    return h
 
 
 @pytest.mark.parametrize("change, error_type", [

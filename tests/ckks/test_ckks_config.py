@@ -10,7 +10,6 @@ import pytest
 from fedsecure.errors import BackendUnavailable, ConfigurationError
 from fedsecure.hazmat.ckks import PRESETS, CkksParameters
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
-
 from tests.ckks.helpers import TENSEAL_REASON, TEST_PARAMS, make_ckks
 
 
@@ -76,11 +75,11 @@ class TestAggregatorOptions:
         assert make_ckks(100, 10, max_weight=2000, parameters=None, preset="n8192") is not None
 
     @pytest.mark.parametrize("options, option", [
-        (dict(key_holder=0), "key_holder"),
-        (dict(key_holder=5), "key_holder"),
-        (dict(key_model="threshold"), "key_model"),
-        (dict(parameters=None, preset="n4096"), "preset"),
-        (dict(signing_public_keys={1: bytes(32)}), "signing_public_keys"),
+        ({"key_holder": 0}, "key_holder"),
+        ({"key_holder": 5}, "key_holder"),
+        ({"key_model": "threshold"}, "key_model"),
+        ({"parameters": None, "preset": "n4096"}, "preset"),
+        ({"signing_public_keys": {1: bytes(32)}}, "signing_public_keys"),
     ])
     def test_bad_options(self, options, option):
         with pytest.raises(ConfigurationError, match=option):

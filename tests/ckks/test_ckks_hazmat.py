@@ -7,13 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from tests.ckks.helpers import TENSEAL_REASON, TEST_PARAMS
-
-ts = pytest.importorskip("tenseal", reason=TENSEAL_REASON)
-pytestmark = pytest.mark.he
-
-from fedsecure.errors import MalformedMessage  # noqa: E402
-from fedsecure.hazmat.ckks import (  # noqa: E402
+from fedsecure.errors import MalformedMessage
+from fedsecure.hazmat.ckks import (
     CiphertextSum,
     CkksParameters,
     PublicContext,
@@ -21,6 +16,10 @@ from fedsecure.hazmat.ckks import (  # noqa: E402
     generate_keys,
     load_context,
 )
+from tests.ckks.helpers import TENSEAL_REASON, TEST_PARAMS
+
+ts = pytest.importorskip("tenseal", reason=TENSEAL_REASON)
+pytestmark = pytest.mark.he
 
 OTHER_PARAMS = CkksParameters(4096, (40, 60), 30)
 

@@ -6,6 +6,11 @@ import msgspec
 import numpy as np
 import pytest
 
+from fedsecure.errors import IntegrityError, MalformedMessage
+from fedsecure.hazmat.ckks import SecretContext, generate_keys
+from fedsecure.protocols.base import AggregationSpec, ClientDropped, make_aggregator
+from fedsecure.protocols.ckks.keys import KeyHolderOnly, SharedSecretKey
+from fedsecure.rng import DeterministicRandom
 from tests.ckks.helpers import (
     SESSION,
     TENSEAL_REASON,
@@ -18,12 +23,6 @@ from tests.ckks.helpers import (
 
 pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he
-
-from fedsecure.errors import IntegrityError, MalformedMessage  # noqa: E402
-from fedsecure.hazmat.ckks import SecretContext, generate_keys  # noqa: E402
-from fedsecure.protocols.base import AggregationSpec, ClientDropped, make_aggregator  # noqa: E402
-from fedsecure.protocols.ckks.keys import KeyHolderOnly, SharedSecretKey  # noqa: E402
-from fedsecure.rng import DeterministicRandom  # noqa: E402
 
 
 @pytest.fixture(scope="module")

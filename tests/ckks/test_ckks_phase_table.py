@@ -10,16 +10,21 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from tests.ckks.helpers import TENSEAL_REASON, Harness, events_of, make_ckks, random_inputs
+from fedsecure.errors import UnexpectedMessage
+from fedsecure.messages import Abort
+from fedsecure.messages.ckks import CKKS_MESSAGES
+from fedsecure.messages.secagg import AdvertiseKeys
+from fedsecure.protocols.base import ClientDropped, LateMessage, RoundAborted
+from tests.ckks.helpers import (
+    TENSEAL_REASON,
+    Harness,
+    events_of,
+    make_ckks,
+    random_inputs,
+)
 
 pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he
-
-from fedsecure.errors import UnexpectedMessage  # noqa: E402
-from fedsecure.messages import Abort  # noqa: E402
-from fedsecure.messages.ckks import CKKS_MESSAGES  # noqa: E402
-from fedsecure.messages.secagg import AdvertiseKeys  # noqa: E402
-from fedsecure.protocols.base import ClientDropped, LateMessage, RoundAborted  # noqa: E402
 
 N, D = 3, 10
 HOLDER, OTHER = 1, 2

@@ -4,9 +4,17 @@ ever holds public key material."""
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
+from fedsecure.errors import InsufficientParticipants, ProtocolAborted
+from fedsecure.hazmat.ckks import generate_keys
+from fedsecure.messages.ckks import CkksClientKey, CkksKeyDelivery
+from fedsecure.protocols.base import ClientDropped, RoundFinished
+from fedsecure.runtime.driver import Deadlines
+from fedsecure.runtime.faults import Crash, Delay, Silent
+from fedsecure.runtime.simulation import simulate_round
 from tests.ckks.helpers import (
     TENSEAL_REASON,
     Harness,
@@ -17,15 +25,6 @@ from tests.ckks.helpers import (
 
 ts = pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he
-
-import msgspec  # noqa: E402
-
-from fedsecure.errors import InsufficientParticipants, ProtocolAborted  # noqa: E402
-from fedsecure.hazmat.ckks import generate_keys  # noqa: E402
-from fedsecure.messages.ckks import CkksClientKey, CkksKeyDelivery  # noqa: E402
-from fedsecure.protocols.base import ClientDropped, RoundFinished  # noqa: E402
-from fedsecure.runtime.faults import Crash, Silent  # noqa: E402
-from fedsecure.runtime.simulation import simulate_round  # noqa: E402
 
 
 def server_events(report, kind):
@@ -65,6 +64,18 @@ def test_dropouts_give_the_mean_of_the_rest(faults, survivors):
     assert {e.client for e in server_events(report, ClientDropped)} == set(report.result.dropped)
     expected, weight = plain_mean(aggregator.spec, inputs, survivors)
     assert report.result.total_weight == weight
+    assert np.max(np.abs(report.result.mean - expected)) <= aggregator.quantization_error
+
+
+def test_straggler_past_the_deadline_is_dropped():
+    aggregator = make_ckks(4, 100, seed=11)
+    inputs = random_inputs(aggregator.spec, 11)
+    report = simulate_round(aggregator, inputs, faults=(Delay(3, "CkksUpdate", seconds=60),),
+                            deadlines=Deadlines(default_s=10))
+    assert report.result.survivors == (1, 2, 4)
+    dropped = server_events(report, ClientDropped)
+    assert [(e.client, e.phase) for e in dropped] == [(3, "collect_updates")]
+    expected, _ = plain_mean(aggregator.spec, inputs, (1, 2, 4))
     assert np.max(np.abs(report.result.mean - expected)) <= aggregator.quantization_error
 
 

@@ -26,7 +26,7 @@ def exact_mean_aggregate(calls: list | None = None):
     from fedsecure.fl.server import AggregationReport
     from fedsecure.protocols.base import AggregateResult
 
-    def aggregate(protocol, spec, inputs, *, options, deadline_s):
+    def aggregate(protocol, spec, inputs, *, options, deadline_s, stragglers=()):
         if calls is not None:
             calls.append({"protocol": protocol, "spec": spec, "inputs": dict(inputs),
                           "options": options, "deadline_s": deadline_s})

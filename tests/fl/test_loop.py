@@ -77,7 +77,7 @@ def test_rounds_aggregate_through_the_interface_and_fill_the_run_dir(tmp_path):
 def test_the_mean_delta_is_added_to_the_global_model(tmp_path):
     seen = []
 
-    def aggregate(protocol, spec, inputs, *, options, deadline_s):
+    def aggregate(protocol, spec, inputs, *, options, deadline_s, stragglers=()):
         report = exact_mean_aggregate()(protocol, spec, inputs, options=options,
                                         deadline_s=deadline_s)
         seen.append(report.result.mean)
@@ -278,7 +278,7 @@ def test_secure_aggregate_passes_a_deadline_to_the_driver(monkeypatch):
     inputs = {1: (np.full(4, 0.5), 5), 2: (np.full(4, -0.5), 3)}  # client 3 never shows up
     report = secure_aggregate("plaintext", spec, inputs, options={}, deadline_s=0.5)
     secure_aggregate("plaintext", spec, inputs, options={}, deadline_s=None)
-    assert seen == [Deadlines(default_s=0.5), None]
+    assert seen == [Deadlines(default_s=0.5), Deadlines()]
     assert report.result.survivors == (1, 2) and report.result.dropped == (3,)
     np.testing.assert_allclose(report.result.mean, 0.5 * 2 / 8)
     assert report.bytes_total > 0 and report.quantization_error == 0.0

@@ -28,7 +28,7 @@ def test_secagg_training_matches_plaintext_fedavg(tmp_path):
     assert (base.dataset, base.clients, base.partition) == ("digits", 10, "dirichlet")
     comparisons = []
 
-    def plaintext_and_secagg(protocol, spec, inputs, *, options, deadline_s):
+    def plaintext_and_secagg(protocol, spec, inputs, *, options, deadline_s, stragglers=()):
         plain = secure_aggregate("plaintext", spec, inputs, options={}, deadline_s=deadline_s)
         secure = secure_aggregate("secagg", spec, inputs, options={}, deadline_s=deadline_s)
         comparisons.append((plain, secure))

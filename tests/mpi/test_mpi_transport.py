@@ -163,3 +163,24 @@ def test_polling_never_blocks_on_a_sender_that_died_mid_message(launcher, tmp_pa
     # whatever MPI managed before the sender died: the whole message, or nothing
     assert r["delivered_sizes"] in ([], [4_000_000])
     assert r["lost_receives"] + len(r["delivered_sizes"]) <= 1
+
+
+def test_round_over_from_rank_0_ends_a_waiting_clients_loop(MPI):
+    """The runner's client endpoint: alive until rank 0 says the round is over."""
+    from fedsecure.runtime.mpi_runner import CONTROL_TAG, _encode_control, _UntilRoundOver
+    from fedsecure.transport.mpi import MPITransport
+
+    comm = MPI.COMM_SELF.Dup()
+    data, control = MPITransport(comm), MPITransport(comm, tag=CONTROL_TAG)
+    endpoint = _UntilRoundOver(data, control)
+    assert endpoint.alive is True
+    data.send(0, b"protocol bytes")  # traffic on the data channel does not end the round
+    time.sleep(0.05)
+    assert endpoint.alive is True
+    assert endpoint.poll() == [(0, b"protocol bytes")]
+    control.send(0, _encode_control("round_over", outcome="finished"))
+    time.sleep(0.05)
+    assert endpoint.alive is False
+    data.close()
+    control.close()
+    comm.Free()

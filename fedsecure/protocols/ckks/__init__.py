@@ -19,10 +19,11 @@ weight is decoded exactly (it is an integer, rounded).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from fedsecure.config import require
-from fedsecure.hazmat.ckks import CkksParameters, preset as named_preset, require_backend
+from fedsecure.hazmat.ckks import CkksParameters, require_backend
+from fedsecure.hazmat.ckks import preset as named_preset
 from fedsecure.messages.ckks import MAX_CHUNKS
 from fedsecure.protocols.base import AggregationSpec, Aggregator, register_protocol
 from fedsecure.protocols.ckks.client import CkksClient
@@ -32,6 +33,8 @@ from fedsecure.protocols.ckks.keys import (
     KeyModel,
     SharedSecretKey,
     SingleSecretKey,
+)
+from fedsecure.protocols.ckks.keys import (
     key_model as named_key_model,
 )
 from fedsecure.protocols.ckks.server import WEIGHT_TOLERANCE, CkksServer
@@ -112,5 +115,14 @@ class CkksAggregator(Aggregator):
 
 register_protocol("ckks", CkksAggregator)
 
-__all__ = ["CkksAggregator", "CkksClient", "CkksServer", "CkksParameters", "KeyModel",
-           "SingleSecretKey", "KeyHolderOnly", "SharedSecretKey", "KEY_MODELS"]
+__all__ = [
+    "KEY_MODELS",
+    "CkksAggregator",
+    "CkksClient",
+    "CkksParameters",
+    "CkksServer",
+    "KeyHolderOnly",
+    "KeyModel",
+    "SharedSecretKey",
+    "SingleSecretKey",
+]

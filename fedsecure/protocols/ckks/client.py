@@ -26,8 +26,8 @@ import msgspec
 import numpy as np
 
 from fedsecure.errors import (
-    IntegrityError,
     InsufficientParticipants,
+    IntegrityError,
     LocalProtocolError,
     MalformedMessage,
     RemoteProtocolError,
@@ -39,8 +39,8 @@ from fedsecure.messages import SERVER_ID, Abort, ArrayPayload
 from fedsecure.messages.ckks import (
     CkksAdvertise,
     CkksClientKey,
-    CkksDecryptRequest,
     CkksDecryption,
+    CkksDecryptRequest,
     CkksKeyDelivery,
     CkksKeyMaterial,
     CkksKeyRequest,

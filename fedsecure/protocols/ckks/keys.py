@@ -29,7 +29,8 @@ threshold CKKS, so it needs another backend in ``hazmat``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 import numpy as np
 

@@ -2,7 +2,8 @@
 
 Theory of operation (key holder h, key model K; see ``protocols/ckks/SPEC.md``):
 
-* ``collect_keys``: CkksAdvertise (an X25519 public key) from each client -> roster R; at the
+* ``collect_keys``: CkksAdvertise (an X25519 public key; small-order keys refused, so that one
+  client cannot make the key holder's agreements fail) from each client -> roster R; at the
   deadline (or when all answered) send h the CkksKeyRequest(R).
 * ``collect_context``: CkksKeyDelivery from h: the public context (refused if it holds the
   secret key or does not match the configured parameters) and one sealed material per member
@@ -31,8 +32,8 @@ from __future__ import annotations
 import numpy as np
 
 from fedsecure.errors import (
-    IntegrityError,
     InsufficientParticipants,
+    IntegrityError,
     LocalProtocolError,
     MalformedMessage,
     ProtocolAborted,
@@ -46,8 +47,8 @@ from fedsecure.messages import SERVER_ID, Abort
 from fedsecure.messages.ckks import (
     CkksAdvertise,
     CkksClientKey,
-    CkksDecryptRequest,
     CkksDecryption,
+    CkksDecryptRequest,
     CkksKeyDelivery,
     CkksKeyRequest,
     CkksRosterEntry,
