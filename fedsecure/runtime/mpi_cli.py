@@ -19,17 +19,14 @@ import traceback
 from fedsecure.config import require
 from fedsecure.errors import BackendUnavailable, ConfigurationError
 
-DEFAULTS = {"protocol": "secagg", "dim": 1000, "seed": 0, "max_weight": 1, "clip": 1.0,
-            "deadline_s": 30.0, "round_timeout_s": 600.0, "report_timeout_s": 10.0}
-
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("mpi-round", help="one aggregation round, run under mpirun",
                               description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", metavar="FILE", help="round configuration (.toml or .json)")
-    p.add_argument("--protocol", help=f"aggregation protocol (default {DEFAULTS['protocol']})")
-    p.add_argument("--dim", type=int, help=f"vector length (default {DEFAULTS['dim']})")
+    p.add_argument("--protocol", help="aggregation protocol (default secagg)")
+    p.add_argument("--dim", type=int, help="vector length (default 1000)")
     p.add_argument("--seed", type=int,
                    help="seed of the synthetic client updates (default 0)")
     p.add_argument("--max-weight", dest="max_weight", type=int,
@@ -38,7 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--min-clients", dest="min_clients", type=int,
                    help="fewest survivors for the round to finish (default: a strict majority)")
     p.add_argument("--deadline", dest="deadline_s", type=float, metavar="SECONDS",
-                   help=f"server deadline per phase (default {DEFAULTS['deadline_s']:g})")
+                   help="server deadline per phase (default 30)")
     p.add_argument("--phase-deadline", dest="phase_deadlines", action="append", default=[],
                    metavar="PHASE=SECONDS", help="deadline of one server phase, e.g. "
                    "collect_masked=5 (repeatable)")
@@ -68,9 +65,7 @@ def build_config(args):
         load_config_file,
     )
 
-    options = dict(DEFAULTS)
-    if args.config:
-        options.update(load_config_file(args.config))
+    options = load_config_file(args.config) if args.config else {}
     for name in ("protocol", "dim", "seed", "max_weight", "clip", "min_clients", "deadline_s",
                  "round_timeout_s", "report_timeout_s", "warm_up"):
         value = getattr(args, name)
@@ -83,7 +78,8 @@ def build_config(args):
         try:
             phases[phase] = float(seconds)
         except ValueError:
-            raise ConfigurationError(f"--phase-deadline={item!r}: SECONDS is not a number") from None
+            raise ConfigurationError(
+                f"--phase-deadline={item!r}: SECONDS is not a number") from None
     options["phase_deadlines_s"] = phases
     cli_faults = faults_from_cli(args.silent, args.crash)
     if cli_faults:

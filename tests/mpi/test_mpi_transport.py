@@ -167,7 +167,11 @@ def test_polling_never_blocks_on_a_sender_that_died_mid_message(launcher, tmp_pa
 
 def test_round_over_from_rank_0_ends_a_waiting_clients_loop(MPI):
     """The runner's client endpoint: alive until rank 0 says the round is over."""
-    from fedsecure.runtime.mpi_runner import CONTROL_TAG, _encode_control, _UntilRoundOver
+    from fedsecure.runtime.mpi_runner import (
+        CONTROL_TAG,
+        _encode_control,
+        _UntilRoundOver,
+    )
     from fedsecure.transport.mpi import MPITransport
 
     comm = MPI.COMM_SELF.Dup()
