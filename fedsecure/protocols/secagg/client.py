@@ -32,7 +32,6 @@ from fedsecure.errors import (
     InsufficientParticipants,
     LocalProtocolError,
     MalformedMessage,
-    RemoteProtocolError,
     UnexpectedMessage,
     UnsafeRequest,
 )
@@ -41,7 +40,6 @@ from fedsecure.hazmat import shamir
 from fedsecure.kernels import quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
-    Abort,
     AddressedCiphertext,
     AdvertiseKeys,
     ArrayPayload,
@@ -53,15 +51,8 @@ from fedsecure.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
-from fedsecure.protocols.base import (
-    ClientParty,
-    PeerIgnored,
-    PhaseStarted,
-    RoundAborted,
-    RoundFinished,
-    validate_vector,
-    validate_weight,
-)
+from fedsecure.protocols.base import PeerIgnored, validate_vector, validate_weight
+from fedsecure.protocols.phased import PhasedClient
 from fedsecure.protocols.secagg import masking
 from fedsecure.rng import random_uint32
 
@@ -69,13 +60,16 @@ _SHARE_HEADER = struct.Struct("<II")
 SEED_BYTES = 32
 
 
-class SecAggClient(ClientParty):
+class SecAggClient(PhasedClient):
+    HANDLERS = {
+        "advertised": {KeyRoster: "_on_key_roster"},
+        "shared": {ForwardedShares: "_on_forwarded_shares"},
+        "masked": {UnmaskRequest: "_on_unmask_request"},
+    }
+
     def __init__(self, aggregator, client_id: int, rng):
-        super().__init__()
-        self.agg = aggregator
-        self.party_id = client_id
+        super().__init__(aggregator, client_id)
         self.rng = rng
-        self.phase = "idle"
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
         self._input: tuple[np.ndarray, int] | None = None
         self._encryption = self._masking = None
@@ -86,11 +80,6 @@ class SecAggClient(ClientParty):
         self._mask_seeds: dict[int, bytes] = {}  # peer -> X25519(s_sk, s_pk_peer)
         self._u2: frozenset[int] = frozenset()
         self._seed = b""
-        self._handlers = {
-            "advertised": {KeyRoster: self._on_key_roster},
-            "shared": {ForwardedShares: self._on_forwarded_shares},
-            "masked": {UnmaskRequest: self._on_unmask_request},
-        }
 
     # ------------------------------------------------------------------ caller API
     def set_input(self, vector, weight: int = 1) -> None:
@@ -110,30 +99,6 @@ class SecAggClient(ClientParty):
         self._masking = generate_keypair(self.rng)
         self._send(AdvertiseKeys(self._encryption.public, self._masking.public))
         self._enter("advertised")
-
-    def receive(self, envelope) -> None:
-        if self.done:
-            return
-        body = envelope.body
-        if isinstance(body, Abort):
-            self._abort(f"server aborted the round: {body.reason}")
-            return
-        handler = self._handlers.get(self.phase, {}).get(type(body))
-        try:
-            if handler is None:
-                raise UnexpectedMessage(
-                    f"{type(body).__name__} in phase {self.phase!r}", envelope.sender)
-            handler(body)
-        except (RemoteProtocolError, InsufficientParticipants) as exc:
-            self._abort(str(exc), exc)
-
-    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        if not self.done:
-            self._abort(str(error), error)
-
-    @property
-    def done(self) -> bool:
-        return self.phase in ("done", "aborted")
 
     # ------------------------------------------------------------------ handlers
     def _on_key_roster(self, body: KeyRoster) -> None:
@@ -214,8 +179,7 @@ class SecAggClient(ClientParty):
         seed_shares = [RevealedShare(c, held[c][1]) for c in sorted(survivors) if c in held]
         key_shares = [RevealedShare(c, held[c][0]) for c in sorted(dropped) if c in held]
         self._send(UnmaskShares(seed_shares, key_shares))
-        self.phase = "done"
-        self._emit(RoundFinished(tuple(sorted(survivors))))
+        self._finish(survivors)
 
     # ------------------------------------------------------------------ helpers
     def _open_share(self, peer: int, ciphertext: bytes) -> tuple[bytes, bytes]:
@@ -246,13 +210,10 @@ class SecAggClient(ClientParty):
         reduce_into(words, fixed.modulus_bits)
         return words
 
-    def _send(self, body) -> None:
-        self._outbox.append(self.agg.envelope(self.party_id, SERVER_ID, body))
-
-    def _enter(self, phase: str) -> None:
-        self.phase = phase
-        self._emit(PhaseStarted(phase))
-
-    def _abort(self, reason: str, error: Exception | None = None) -> None:
-        self.phase = "aborted"
-        self._emit(RoundAborted(reason, error))
+    def _forget_secrets(self) -> None:
+        self._encryption = self._masking = None
+        self._seed = b""
+        self._own_shares = None
+        self._held.clear()
+        self._share_keys.clear()
+        self._mask_seeds.clear()

@@ -31,17 +31,12 @@ import numpy as np
 from fedsecure.errors import (
     IntegrityError,
     InsufficientParticipants,
-    LocalProtocolError,
     MalformedMessage,
     ProtocolAborted,
-    RemoteProtocolError,
-    UnexpectedMessage,
 )
 from fedsecure.hazmat import public_key_of, shamir
 from fedsecure.kernels import add_into, dequantize, reduce_into
 from fedsecure.messages import (
-    SERVER_ID,
-    Abort,
     AddressedCiphertext,
     AdvertiseKeys,
     EncryptedShares,
@@ -52,32 +47,23 @@ from fedsecure.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
-from fedsecure.protocols.base import (
-    AggregateResult,
-    ClientDropped,
-    LateMessage,
-    PhaseStarted,
-    RoundAborted,
-    RoundFinished,
-    ServerParty,
-)
+from fedsecure.protocols.base import AggregateResult
+from fedsecure.protocols.phased import PhasedServer
 from fedsecure.protocols.secagg import masking
 
-PHASES = ("collect_keys", "collect_shares", "collect_masked", "collect_unmask")
 
+class SecAggServer(PhasedServer):
+    PHASES = {
+        "collect_keys": (AdvertiseKeys, "_check_keys", "_close_keys"),
+        "collect_shares": (EncryptedShares, "_check_shares", "_close_shares"),
+        "collect_masked": (MaskedInput, "_check_masked", "_close_masked"),
+        "collect_unmask": (UnmaskShares, "_check_unmask", "_close_unmask"),
+    }
 
-class SecAggServer(ServerParty):
     def __init__(self, aggregator):
-        super().__init__()
-        self.agg = aggregator
+        super().__init__(aggregator)
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
-        self.phase = "idle"
-        self._abort_error: ProtocolAborted | None = None
-        self._result: AggregateResult | None = None
         self.integer_sum: np.ndarray | None = None
-        self._expected: set[int] = set(aggregator.spec.client_ids)
-        self._answered: dict[int, object] = {}
-        self._dropped: set[int] = set()
         self._keys: dict[int, AdvertiseKeys] = {}
         self._u2: list[int] = []
         self._commitments: dict[int, bytes] = {}
@@ -85,73 +71,6 @@ class SecAggServer(ServerParty):
         self._complaints: dict[int, set[int]] = defaultdict(set)
         self._survivors: list[int] = []
         self._unmask_dropped: list[int] = []
-        self._handlers = {
-            "collect_keys": (AdvertiseKeys, self._check_keys),
-            "collect_shares": (EncryptedShares, self._check_shares),
-            "collect_masked": (MaskedInput, self._check_masked),
-            "collect_unmask": (UnmaskShares, self._check_unmask),
-        }
-        self._closers = {
-            "collect_keys": self._close_keys,
-            "collect_shares": self._close_shares,
-            "collect_masked": self._close_masked,
-            "collect_unmask": self._close_unmask,
-        }
-
-    # ------------------------------------------------------------------ driver API
-    def start(self) -> None:
-        if self.phase != "idle":
-            raise LocalProtocolError("start() called twice")
-        self._enter("collect_keys")
-
-    def receive(self, envelope) -> None:
-        sender, body = envelope.sender, envelope.body
-        if sender in self._dropped or self.done:
-            self._emit(LateMessage(sender, type(body).__name__))
-            return
-        try:
-            if self.phase not in self._handlers or sender not in self._expected:
-                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
-            message_type, check = self._handlers[self.phase]
-            if not isinstance(body, message_type) or sender in self._answered:
-                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
-            self._answered[sender] = check(sender, body)
-        except RemoteProtocolError as exc:
-            self._drop(sender, str(exc), exc)
-
-    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        if peer in self.agg.spec.client_ids and peer not in self._dropped and not self.done:
-            self._drop(peer, str(error), error)
-
-    @property
-    def ready_for_next_round(self) -> bool:
-        return self.phase in self._handlers and self._expected <= self._answered.keys()
-
-    @property
-    def deadline_phase(self) -> str | None:
-        return self.phase if self.phase in self._handlers else None
-
-    def proceed_to_next_round(self) -> None:
-        if self.phase not in self._closers:
-            raise LocalProtocolError(f"nothing to proceed from in phase {self.phase!r}")
-        for client in sorted(self._expected - self._answered.keys()):
-            self._drop(client, "no answer before the deadline")
-        answered, self._answered = self._answered, {}
-        try:
-            self._closers[self.phase](answered)
-        except ProtocolAborted as exc:
-            self._abort(exc)
-
-    def result(self) -> AggregateResult:
-        if self._abort_error is not None:
-            raise self._abort_error
-        if self._result is None:
-            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
-        return self._result
-
-    @property
-    def done(self) -> bool:
-        return self.phase in ("done", "aborted")
 
     # ------------------------------------------------------------------ per-message checks
     def _check_keys(self, sender: int, body: AdvertiseKeys) -> AdvertiseKeys:
@@ -239,14 +158,12 @@ class SecAggServer(ServerParty):
         self.integer_sum = self._unmask(seeds, keys)
         fixed = self.agg.fixed_point
         decoded = dequantize(self.integer_sum, modulus_bits=fixed.modulus_bits, scale=1.0)
-        self._result = AggregateResult(
+        self._finish(AggregateResult(
             weighted_sum=decoded[:-1] / fixed.scale,
             total_weight=float(decoded[-1]),
             survivors=tuple(self._survivors),
             dropped=tuple(sorted(set(self.agg.spec.client_ids) - set(self._survivors))),
-        )
-        self.phase = "done"
-        self._emit(RoundFinished(tuple(self._survivors)))
+        ))
 
     # ------------------------------------------------------------------ unmasking
     def _reconstruct(self, kind: str, owners: list[int], answered: dict) -> dict[int, bytes]:
@@ -291,34 +208,9 @@ class SecAggServer(ServerParty):
 
     # ------------------------------------------------------------------ helpers
     def _require(self, count: int, what: str) -> None:
-        if count < self.agg.threshold:
-            raise InsufficientParticipants(f"too few clients {what}", remaining=count,
-                                           threshold=self.agg.threshold)
-
-    def _next_phase(self, phase: str, expected) -> None:
-        self._expected = set(expected) - self._dropped
-        self._enter(phase)
-
-    def _enter(self, phase: str) -> None:
-        self.phase = phase
-        self._emit(PhaseStarted(phase))
-
-    def _send(self, client: int, body) -> None:
-        self._outbox.append(self.agg.envelope(SERVER_ID, client, body))
+        super()._require(count, what, self.agg.threshold)
 
     def _drop(self, client: int, reason: str, error: Exception | None = None) -> None:
-        self._dropped.add(client)
-        self._expected.discard(client)
-        self._answered.pop(client, None)
         if self.phase == "collect_masked":
             self._masked.pop(client, None)  # its input will not count
-        self._emit(ClientDropped(client, self.phase, reason, error))
-        self._send(client, Abort(reason[:1000]))
-
-    def _abort(self, error: ProtocolAborted) -> None:
-        self._abort_error = error
-        for client in sorted(self._expected | set(self._survivors)):
-            if client not in self._dropped:
-                self._send(client, Abort(str(error)[:1000]))
-        self.phase = "aborted"
-        self._emit(RoundAborted(str(error), error))
+        super()._drop(client, reason, error)

@@ -1,0 +1,221 @@
+"""The skeleton every round-based protocol shares: phases, transition tables, dropouts.
+
+A :class:`PhasedServer` runs a sequence of *collection phases*.  Each phase is declared once,
+in the subclass's ``PHASES`` table: the one message type it accepts, the method that checks
+one such message (its return value is kept as that client's answer) and the method that
+closes the phase when the driver calls ``proceed_to_next_round`` (deadline passed or everyone
+answered).  Everything else is here, written once:
+
+* a message from a dropped client, or after the round ended, is a ``LateMessage`` event;
+* a message of the wrong round, from a client not expected in this phase, of the wrong type,
+  or a second answer, is ``UnexpectedMessage``; a check that raises ``RemoteProtocolError``
+  — all of these drop that client (an event, plus ``Abort`` sent to it), never the round;
+* closing a phase drops whoever has not answered; a closer that raises ``ProtocolAborted``
+  (e.g. ``InsufficientParticipants``) aborts the round and tells the remaining clients.
+
+A :class:`PhasedClient` declares, per phase, which server message it waits for and its
+handler; any other message, or a handler that raises ``RemoteProtocolError`` /
+``InsufficientParticipants``, aborts the client (an event, never an exception).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from fedsecure.errors import (
+    InsufficientParticipants,
+    LocalProtocolError,
+    ProtocolAborted,
+    RemoteProtocolError,
+    UnexpectedMessage,
+)
+from fedsecure.messages import SERVER_ID, Abort
+from fedsecure.protocols.base import (
+    AggregateResult,
+    ClientDropped,
+    ClientParty,
+    LateMessage,
+    PhaseStarted,
+    RoundAborted,
+    RoundFinished,
+    ServerParty,
+)
+
+FINAL_PHASES = ("done", "aborted")
+
+
+class PhasedServer(ServerParty):
+    """``PHASES = {phase: (message type, check method name, close method name)}``, in order;
+    the first phase starts with ``start()``."""
+
+    PHASES: ClassVar[dict[str, tuple[type, str, str]]]
+
+    def __init__(self, aggregator):
+        super().__init__()
+        self.agg = aggregator
+        self.phase = "idle"
+        self._abort_error: ProtocolAborted | None = None
+        self._result: AggregateResult | None = None
+        self._expected: set[int] = set(aggregator.spec.client_ids)
+        self._answered: dict[int, object] = {}
+        self._dropped: set[int] = set()
+
+    # ------------------------------------------------------------------ driver API
+    def start(self) -> None:
+        if self.phase != "idle":
+            raise LocalProtocolError("start() called twice")
+        self._enter(next(iter(self.PHASES)))
+
+    def receive(self, envelope) -> None:
+        sender, body = envelope.sender, envelope.body
+        if sender in self._dropped or self.done:
+            self._emit(LateMessage(sender, type(body).__name__))
+            return
+        try:
+            if envelope.round != self.agg.spec.round:
+                raise UnexpectedMessage(f"message for round {envelope.round}", sender)
+            declared = self.PHASES.get(self.phase)
+            if declared is None or sender not in self._expected \
+                    or not isinstance(body, declared[0]) or sender in self._answered:
+                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
+            self._authenticate(envelope)
+            self._answered[sender] = getattr(self, declared[1])(sender, body)
+        except RemoteProtocolError as exc:
+            self._drop(sender, str(exc), exc)
+
+    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
+        if peer not in self.agg.spec.client_ids:
+            return
+        if peer in self._dropped or self.done:
+            self._emit(LateMessage(peer, type(error).__name__))
+        else:
+            self._drop(peer, str(error), error)
+
+    @property
+    def ready_for_next_round(self) -> bool:
+        return self.phase in self.PHASES and self._expected <= self._answered.keys()
+
+    @property
+    def deadline_phase(self) -> str | None:
+        return self.phase if self.phase in self.PHASES else None
+
+    def proceed_to_next_round(self) -> None:
+        if self.phase not in self.PHASES:
+            raise LocalProtocolError(f"nothing to proceed from in phase {self.phase!r}")
+        for client in sorted(self._expected - self._answered.keys()):
+            self._drop(client, "no answer before the deadline")
+            if self.done:
+                return
+        answered, self._answered = self._answered, {}
+        try:
+            getattr(self, self.PHASES[self.phase][2])(answered)
+        except ProtocolAborted as exc:
+            self._abort(exc)
+
+    def result(self) -> AggregateResult:
+        if self._abort_error is not None:
+            raise self._abort_error
+        if self._result is None:
+            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
+        return self._result
+
+    @property
+    def done(self) -> bool:
+        return self.phase in FINAL_PHASES
+
+    # ------------------------------------------------------------------ for subclasses
+    def _authenticate(self, envelope) -> None:
+        """Raise IntegrityError if the envelope is not authentic (default: nothing to check)."""
+
+    def _require(self, count: int, what: str, threshold: int) -> None:
+        if count < threshold:
+            raise InsufficientParticipants(f"too few clients {what}", remaining=count,
+                                           threshold=threshold)
+
+    def _next_phase(self, phase: str, expected) -> None:
+        self._expected = set(expected) - self._dropped
+        self._enter(phase)
+
+    def _finish(self, result: AggregateResult) -> None:
+        self._result = result
+        self.phase = "done"
+        self._emit(RoundFinished(result.survivors))
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._emit(PhaseStarted(phase))
+
+    def _send(self, client: int, body) -> None:
+        self._outbox.append(self.agg.envelope(SERVER_ID, client, body))
+
+    def _drop(self, client: int, reason: str, error: Exception | None = None) -> None:
+        self._dropped.add(client)
+        self._expected.discard(client)
+        self._answered.pop(client, None)
+        self._emit(ClientDropped(client, self.phase, reason, error))
+        self._send(client, Abort(reason[:1000]))
+
+    def _abort(self, error: ProtocolAborted) -> None:
+        self._abort_error = error
+        for client in sorted(set(self.agg.spec.client_ids) - self._dropped):
+            self._send(client, Abort(str(error)[:1000]))
+        self.phase = "aborted"
+        self._emit(RoundAborted(str(error), error))
+
+
+class PhasedClient(ClientParty):
+    """``HANDLERS = {phase: {message type: handler method name}}``: what the client waits for."""
+
+    HANDLERS: ClassVar[dict[str, dict[type, str]]]
+
+    def __init__(self, aggregator, client_id: int):
+        super().__init__()
+        self.agg = aggregator
+        self.party_id = client_id
+        self.phase = "idle"
+
+    def receive(self, envelope) -> None:
+        if self.done:
+            return
+        body = envelope.body
+        if isinstance(body, Abort):
+            self._abort(f"server aborted the round: {body.reason}")
+            return
+        try:
+            if envelope.round != self.agg.spec.round:
+                raise UnexpectedMessage(f"message for round {envelope.round}", envelope.sender)
+            handler = self.HANDLERS.get(self.phase, {}).get(type(body))
+            if handler is None:
+                raise UnexpectedMessage(
+                    f"{type(body).__name__} in phase {self.phase!r}", envelope.sender)
+            getattr(self, handler)(body)
+        except (RemoteProtocolError, InsufficientParticipants) as exc:
+            self._abort(str(exc), exc)
+
+    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
+        if not self.done:
+            self._abort(str(error), error)
+
+    @property
+    def done(self) -> bool:
+        return self.phase in FINAL_PHASES
+
+    def _send(self, body) -> None:
+        self._outbox.append(self.agg.envelope(self.party_id, SERVER_ID, body))
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        self._emit(PhaseStarted(phase))
+
+    def _finish(self, survivors) -> None:
+        self.phase = "done"
+        self._forget_secrets()
+        self._emit(RoundFinished(tuple(sorted(survivors))))
+
+    def _abort(self, reason: str, error: Exception | None = None) -> None:
+        self.phase = "aborted"
+        self._forget_secrets()
+        self._emit(RoundAborted(reason, error))
+
+    def _forget_secrets(self) -> None:
+        """Drop key material once the round is over (subclasses override)."""
