@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--personalize", action="store_true", default=None,
                         help="fine-tune the final model on each client and report accuracy")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    parser.add_argument("--mpi", action="store_true",
+                        help="run as MPI ranks under mpirun -n CLIENTS+1: rank 0 the server,"
+                             " rank r trains client r's shard (see docs/training.md)")
     parser.add_argument("--quiet", action="store_true", help="no per-round progress lines")
     parser.set_defaults(run=run)
 
@@ -97,6 +100,9 @@ def run(args) -> int:
         require(not extra, "resume", args.resume,
                 f"continues the saved configuration; only --rounds and --device may be given"
                 f" with it, not {extra}")
+        require(not args.mpi, "resume", args.resume,
+                "cannot be combined with --mpi yet; continue the run in one process (without"
+                " --mpi)")
         if not args.quiet:
             print(f"resuming {args.resume}", flush=True)
         result = loop.resume(args.resume, rounds=overrides.get("rounds"),
@@ -105,11 +111,45 @@ def run(args) -> int:
         config = TrainConfig.load(args.config, overrides)
         if config.run_dir is None:
             config = replace(config, run_dir=str(loop.default_run_dir()))
+        if args.mpi:
+            return _train_mpi(config, quiet=args.quiet, progress=progress, began=began)
         if not args.quiet:
-            print(f"training {config.dataset}: {config.clients} clients ({config.partition}"
-                  f" partition), {config.clients_per_round} per round, protocol"
-                  f" {config.protocol}, {config.rounds} rounds -> {config.run_dir}", flush=True)
+            print(_heading(config), flush=True)
         result = loop.train(config, on_round=progress)
+    _print_result(result, began)
+    return 0
+
+
+def _heading(config) -> str:
+    return (f"training {config.dataset}: {config.clients} clients ({config.partition}"
+            f" partition), {config.clients_per_round} per round, protocol {config.protocol},"
+            f" {config.rounds} rounds -> {config.run_dir}")
+
+
+def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
+    """This rank's part of ``fedsecure train --mpi``; rank 0 prints what the command prints."""
+    try:
+        import mpi4py.MPI  # noqa: F401  (initializes MPI)
+    except ImportError:
+        raise BackendUnavailable("mpi4py", "mpi") from None
+    from fedsecure.fl.mpi import train_mpi
+    from fedsecure.runtime.mpi_runner import run_rank
+
+    def start(config) -> None:
+        if not quiet:
+            print(f"{_heading(config)}; rank 0 is the server, ranks 1..{config.clients} the"
+                  " clients", flush=True)
+
+    def rank_part():
+        outcome, result = train_mpi(config, on_start=start, on_round=progress)
+        if result is not None:
+            _print_result(result, began)
+        return outcome
+
+    return run_rank(rank_part)
+
+
+def _print_result(result, began: float) -> None:
     final = result.metrics[-1]
     print(f"final test accuracy {100 * final['accuracy']:.2f}% (loss {final['loss']:.4f}) after"
           f" {final['round']} rounds, {time.perf_counter() - began:.1f} s;"
@@ -118,4 +158,3 @@ def run(args) -> int:
         before, after = summarize(result.personalization)
         print(f"personalization: mean per-client accuracy {100 * before:.2f}% ->"
               f" {100 * after:.2f}% after {result.config.personalize_epochs} local epochs")
-    return 0

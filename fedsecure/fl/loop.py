@@ -29,19 +29,19 @@ from torch import nn
 
 from fedsecure.config import require
 from fedsecure.fl import rundir
-from fedsecure.fl.client import resolve_device, train_local
+from fedsecure.fl.client import LocalUpdate, resolve_device, train_local
 from fedsecure.fl.config import TrainConfig
 from fedsecure.fl.data import Dataset, load_dataset, partition
 from fedsecure.fl.model import build_model, evaluate, model_to_vector, vector_to_model
 from fedsecure.fl.personalize import personalize
 from fedsecure.fl.server import (
     AggregateFn,
+    RoundAggregate,
     aggregate_round,
-    build_aggregator,
     sample_clients,
     secure_aggregate,
 )
-from fedsecure.protocols.base import AggregationSpec
+from fedsecure.protocols.base import AggregationSpec, make_aggregator
 
 PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE, PURPOSE_STRAGGLE = 0, 1, 2, 3
 RESUMABLE_CHANGES = ("rounds", "device")
@@ -87,9 +87,9 @@ def prepare(config: TrainConfig) -> Federation:
                         hidden=config.hidden, seed=config.seed).to(device)
     # Build the aggregator of the most demanding round this run can have (largest weight):
     # bad protocol options or a fixed-point ring that would overflow fail here.
-    build_aggregator(config.protocol, AggregationSpec(
+    make_aggregator(config.protocol, AggregationSpec(
         n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
-        max_weight=max(len(p) for p in parts), clip=config.clip), config.protocol_options)
+        max_weight=max(len(p) for p in parts), clip=config.clip), **config.protocol_options)
     x = torch.from_numpy(dataset.x_train).to(device)
     y = torch.from_numpy(dataset.y_train).to(device)
     return Federation(
@@ -114,6 +114,18 @@ class TrainResult:
 RoundCallback = Callable[[dict, TrainConfig], None]
 """Called after each round with its metrics row and the run's configuration."""
 
+RoundFn = Callable[[Federation, int], dict]
+"""Plays one round on ``fed.model`` (updated in place) and returns its metrics row."""
+
+
+def local_update(fed: Federation, round_index: int, client: int) -> LocalUpdate:
+    """Client ``client``'s training of round ``round_index``, from the current global model."""
+    cfg = fed.config
+    x, y = fed.client_data[client]
+    return train_local(fed.model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
+                       lr=cfg.lr, momentum=cfg.momentum, mu=cfg.mu,
+                       seed=derived_seed(cfg.seed, round_index, PURPOSE_TRAIN, client))
+
 
 def run_round(fed: Federation, round_index: int, *,
               aggregate: AggregateFn = secure_aggregate) -> dict:
@@ -122,13 +134,7 @@ def run_round(fed: Federation, round_index: int, *,
     sampler = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_SAMPLE))
     sampled = sample_clients(cfg.clients, cfg.fraction, sampler)
     began = time.perf_counter()
-    updates = []
-    for client in sampled:
-        x, y = fed.client_data[client]
-        updates.append((client, train_local(
-            fed.model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-            momentum=cfg.momentum, mu=cfg.mu,
-            seed=derived_seed(cfg.seed, round_index, PURPOSE_TRAIN, client))))
+    updates = [(client, local_update(fed, round_index, client)) for client in sampled]
     trained = time.perf_counter()
     straggle = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_STRAGGLE))
     stragglers = sorted(int(c) for c in straggle.choice(
@@ -137,16 +143,29 @@ def run_round(fed: Federation, round_index: int, *,
                               clip=cfg.clip, round_index=round_index,
                               deadline_s=cfg.deadline_s, stragglers=stragglers,
                               aggregate=aggregate)
-    aggregated = time.perf_counter()
+    return finish_round(fed, round_index, sampled=sampled, stragglers=stragglers,
+                        outcome=outcome, losses=[(u.n_samples, u.train_loss) for _, u in updates],
+                        seconds_train=trained - began,
+                        seconds_aggregate=time.perf_counter() - trained)
+
+
+def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
+                 stragglers: list[int], outcome: RoundAggregate,
+                 losses: list[tuple[int, float]], seconds_train: float,
+                 seconds_aggregate: float) -> dict:
+    """Add the round's mean delta (if it did not abort) to the global model, evaluate it and
+    return the round's metrics row; ``losses`` holds each client's (sample count, training
+    loss)."""
+    began = time.perf_counter()
     if outcome.mean is not None:
         vector_to_model(model_to_vector(fed.model) + outcome.mean, fed.model)
     accuracy, loss = evaluate(fed.model, fed.x_test, fed.y_test)
-    weights = np.array([u.n_samples for _, u in updates], dtype=np.float64)
+    weights = np.array([n for n, _ in losses], dtype=np.float64)
     return {
         "round": round_index,
         "accuracy": accuracy,
         "loss": loss,
-        "train_loss": float(np.dot(weights, [u.train_loss for _, u in updates]) / weights.sum()),
+        "train_loss": float(np.dot(weights, [lo for _, lo in losses]) / weights.sum()),
         "sampled": sampled,
         "survivors": list(outcome.survivors),
         "dropped": list(outcome.dropped),
@@ -156,9 +175,9 @@ def run_round(fed: Federation, round_index: int, *,
         "clipped_fraction": outcome.clipped_fraction,
         "quantization_error": outcome.quantization_error,
         "epsilon": None,
-        "seconds_train": trained - began,
-        "seconds_aggregate": aggregated - trained,
-        "seconds_eval": time.perf_counter() - aggregated,
+        "seconds_train": seconds_train,
+        "seconds_aggregate": seconds_aggregate,
+        "seconds_eval": time.perf_counter() - began,
         "phase_seconds": outcome.phase_seconds,
     }
 
@@ -167,17 +186,21 @@ def default_run_dir() -> Path:
     return Path("runs") / datetime.now().strftime("train-%Y%m%d-%H%M%S")
 
 
-def train(config: TrainConfig, *, aggregate: AggregateFn = secure_aggregate,
-          on_round: RoundCallback | None = None) -> TrainResult:
-    """A fresh run: pre-flight checks, then ``config.rounds`` rounds into the run directory."""
+def claim_run_dir(config: TrainConfig) -> TrainConfig:
+    """``config`` with its run directory resolved (default: a new timestamped folder), after
+    checking that it does not already hold a run."""
     run_dir = Path(config.run_dir) if config.run_dir is not None else default_run_dir()
     require(not (run_dir / rundir.CHECKPOINT_FILE).exists(), "run_dir", str(run_dir),
             "already holds a run; continue it with --resume or choose another folder")
-    config = replace(config, run_dir=str(run_dir))
-    fed = prepare(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(run_dir / rundir.CONFIG_FILE, config.to_dict())
-    return _continue(fed, run_dir, [], aggregate=aggregate, on_round=on_round)
+    return replace(config, run_dir=str(run_dir))
+
+
+def train(config: TrainConfig, *, aggregate: AggregateFn = secure_aggregate,
+          on_round: RoundCallback | None = None) -> TrainResult:
+    """A fresh run: pre-flight checks, then ``config.rounds`` rounds into the run directory."""
+    fed = prepare(claim_run_dir(config))
+    return run_rounds(fed, [], play=lambda f, r: run_round(f, r, aggregate=aggregate),
+                      on_round=on_round)
 
 
 def resume(run_dir: str | Path, *, rounds: int | None = None, device: str | None = None,
@@ -197,16 +220,21 @@ def resume(run_dir: str | Path, *, rounds: int | None = None, device: str | None
             f"the run in {run_dir} already completed {done} rounds")
     fed = prepare(config)
     fed.model.load_state_dict(checkpoint["model"])
-    rundir.write_json(run_dir / rundir.CONFIG_FILE, config.to_dict())
-    return _continue(fed, run_dir, checkpoint["metrics"], aggregate=aggregate,
-                     on_round=on_round)
+    return run_rounds(fed, checkpoint["metrics"],
+                      play=lambda f, r: run_round(f, r, aggregate=aggregate), on_round=on_round)
 
 
-def _continue(fed: Federation, run_dir: Path, metrics: list[dict], *, aggregate: AggregateFn,
-              on_round: RoundCallback | None) -> TrainResult:
+def run_rounds(fed: Federation, metrics: list[dict], *, play: RoundFn,
+               on_round: RoundCallback | None = None) -> TrainResult:
+    """Play the rounds after ``metrics`` up to ``fed.config.rounds`` with ``play`` into the run
+    directory ``fed.config.run_dir``: checkpoint and metrics after every round, then the final
+    model, the plot and (if configured) personalization."""
     cfg = fed.config
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(run_dir / rundir.CONFIG_FILE, cfg.to_dict())
     for round_index in range(len(metrics) + 1, cfg.rounds + 1):
-        row = run_round(fed, round_index, aggregate=aggregate)
+        row = play(fed, round_index)
         metrics.append(row)
         rundir.save_checkpoint(run_dir, completed_round=round_index,
                                model_state=fed.model.state_dict(), config=cfg.to_dict(),

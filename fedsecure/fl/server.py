@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedsecure.errors import ConfigurationError
 from fedsecure.fl.client import LocalUpdate
 from fedsecure.protocols.base import AggregateResult, AggregationSpec, make_aggregator
 from fedsecure.runtime.driver import Deadlines
@@ -42,16 +41,6 @@ where ``inputs`` maps round ids 1..m to (delta, weight) and ``stragglers`` lists
 whose messages arrive after the deadline."""
 
 
-def build_aggregator(protocol: str, spec: AggregationSpec, options: Mapping):
-    """``make_aggregator`` with unknown or ill-typed protocol options reported as config errors."""
-    try:
-        return make_aggregator(protocol, spec, **dict(options))
-    except TypeError as exc:
-        raise ConfigurationError(
-            f"protocol_options={dict(options)!r}: not accepted by protocol {protocol!r} ({exc})"
-        ) from None
-
-
 def secure_aggregate(protocol: str, spec: AggregationSpec,
                      inputs: Mapping[int, tuple[np.ndarray, int]], *, options: Mapping,
                      deadline_s: float | None,
@@ -62,7 +51,7 @@ def secure_aggregate(protocol: str, spec: AggregationSpec,
     stragglers); None keeps the driver's default.  Every message of a client in
     ``stragglers`` is delayed past the deadline, so the server cuts it off.
     """
-    aggregator = build_aggregator(protocol, spec, options)
+    aggregator = make_aggregator(protocol, spec, **options)
     deadlines = Deadlines() if deadline_s is None else Deadlines(default_s=deadline_s)
     late = [Delay(rid, ANY_MESSAGE, 2 * deadlines.default_s) for rid in stragglers]
     report = simulate_round(aggregator, dict(inputs), deadlines=deadlines, faults=late)
@@ -100,6 +89,11 @@ class RoundAggregate:
     quantization_error: float
 
 
+def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
+    """``delta`` clipped to [-clip, clip] per coordinate, and how many coordinates were cut."""
+    return np.clip(delta, -clip, clip), int(np.count_nonzero(np.abs(delta) > clip))
+
+
 def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str,
                     options: Mapping, clip: float, round_index: int,
                     deadline_s: float | None = None, stragglers: Sequence[int] = (),
@@ -108,9 +102,11 @@ def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str
     ``stragglers`` are client indices whose messages miss the deadline."""
     clients = [client for client, _ in updates]
     d = len(updates[0][1].delta)
-    clipped = sum(int(np.count_nonzero(np.abs(u.delta) > clip)) for _, u in updates)
-    inputs = {rid: (np.clip(u.delta, -clip, clip), u.n_samples)
-              for rid, (_, u) in enumerate(updates, start=1)}
+    clipped_updates = [clip_update(u.delta, clip) for _, u in updates]
+    clipped = sum(count for _, count in clipped_updates)
+    inputs = {rid: (vector, u.n_samples)
+              for rid, ((vector, _), (_, u)) in enumerate(zip(clipped_updates, updates,
+                                                             strict=True), start=1)}
     spec = AggregationSpec(n_clients=len(updates), vector_length=d,
                            max_weight=max(u.n_samples for _, u in updates), clip=clip,
                            session=None, round=round_index)

@@ -2,7 +2,7 @@
 
 Wire format (version 1): MessagePack, structs encoded as arrays (``array_like``); the body is a
 tagged union whose first element is the message's tag string.  Arrays travel as raw
-little-endian buffers (:class:`ArrayPayload`).  Nothing here ever uses pickle.
+little-endian buffers (:class:`ArrayPayload`).  No Python object serialization is ever used.
 
 Decoding hostile bytes raises :class:`~fedsecure.errors.MalformedMessage` and nothing else.
 """

@@ -18,6 +18,7 @@ parties without the caller branching on which protocol runs.
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from collections import deque
@@ -275,7 +276,10 @@ def available_protocols() -> list[str]:
 
 
 def make_aggregator(protocol: str, spec: AggregationSpec, **options) -> Aggregator:
-    """Build the aggregator named ``protocol`` (see :func:`available_protocols`)."""
+    """Build the aggregator named ``protocol`` (see :func:`available_protocols`).
+
+    An unknown protocol, or ``options`` its factory does not accept, is a ConfigurationError.
+    """
     import fedsecure.protocols  # noqa: F401  (registers the built-in protocols)
 
     try:
@@ -283,6 +287,12 @@ def make_aggregator(protocol: str, spec: AggregationSpec, **options) -> Aggregat
     except KeyError:
         raise ConfigurationError(
             f"protocol={protocol!r}: unknown; choose one of {available_protocols()}"
+        ) from None
+    try:
+        inspect.signature(factory).bind(spec, **options)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"protocol_options={options!r}: not accepted by protocol {protocol!r} ({exc})"
         ) from None
     return factory(spec, **options)
 

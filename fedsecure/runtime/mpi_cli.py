@@ -12,9 +12,6 @@ by ``--crash`` exits with 75 (use ``mpirun -disable-auto-cleanup``, or mpirun ki
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-import traceback
 
 from fedsecure.config import require
 from fedsecure.errors import BackendUnavailable, ConfigurationError
@@ -90,21 +87,10 @@ def build_config(args):
 def run(args) -> int:
     config = build_config(args)  # before MPI starts: a bad option fails fast on every rank
     try:
-        from mpi4py import MPI
+        import mpi4py.MPI  # noqa: F401  (initializes MPI)
     except ImportError:
         raise BackendUnavailable("mpi4py", "mpi") from None
-    from fedsecure.runtime.mpi_runner import run_mpi_round, shutdown
+    from fedsecure.runtime.mpi_runner import run_mpi_round, run_rank
 
-    try:
-        outcome = run_mpi_round(config, out_path=args.out, aggregate_path=args.aggregate)
-    except ConfigurationError:
-        raise  # raised alike on every rank (checked before the round or agreed collectively)
-    except Exception:  # noqa: BLE001 - any other failure must not leave the job hanging
-        # An unexpected failure on one rank: without rank 0 nobody can finish the round, so
-        # it ends the whole job; a client rank leaves like a crashed one.
-        traceback.print_exc()
-        sys.stderr.flush()
-        if MPI.COMM_WORLD.Get_rank() == 0:
-            MPI.COMM_WORLD.Abort(1)
-        os._exit(1)
-    return shutdown(outcome)
+    return run_rank(lambda: run_mpi_round(config, out_path=args.out,
+                                          aggregate_path=args.aggregate))

@@ -42,8 +42,10 @@ import math
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +53,9 @@ from fedsecure.config import require
 from fedsecure.errors import ConfigurationError, MalformedMessage, ProtocolAborted
 from fedsecure.messages import ALL_MESSAGES, SERVER_ID, SESSION_ID_BYTES
 from fedsecure.protocols.base import (
+    AggregateResult,
     AggregationSpec,
+    Aggregator,
     ClientDropped,
     Event,
     RoundAborted,
@@ -85,10 +89,14 @@ class MPIRoundConfig:
     also gives up on a server that has been silent that long); ``report_timeout_s`` is how long
     rank 0 waits for the other ranks' statistics after the round.  ``warm_up`` runs a tiny
     in-process round on every rank first, so one-off costs (loading compiled kernels, lazy
-    imports) are not paid inside the real round's deadlines.
+    imports) are not paid inside the real round's deadlines.  ``protocol_options`` go to the
+    protocol's aggregator (e.g. ``scale_bits`` for SecAgg); ``round`` is the round number the
+    parties' envelopes carry (a caller running several rounds, such as training, counts them).
     """
 
     protocol: str = "secagg"
+    protocol_options: Mapping[str, Any] = field(default_factory=dict)
+    round: int = 0
     dim: int = 1000
     seed: int = 0
     max_weight: int = 1
@@ -104,6 +112,11 @@ class MPIRoundConfig:
     def __post_init__(self):
         require(isinstance(self.protocol, str) and self.protocol in available_protocols(),
                 "protocol", self.protocol, f"choose one of {available_protocols()}")
+        require(isinstance(self.protocol_options, Mapping)
+                and all(isinstance(k, str) for k in self.protocol_options),
+                "protocol_options", self.protocol_options, "must be a table of named options")
+        require(isinstance(self.round, int) and self.round >= 0, "round", self.round,
+                "must be an integer >= 0")
         require(isinstance(self.dim, int) and self.dim >= 1, "dim", self.dim,
                 "must be an integer >= 1")
         require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed,
@@ -116,6 +129,7 @@ class MPIRoundConfig:
             require(isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0,
                     f"phase_deadlines_s[{phase!r}]", seconds, "must be a finite number > 0")
         object.__setattr__(self, "phase_deadlines_s", dict(self.phase_deadlines_s))
+        object.__setattr__(self, "protocol_options", dict(self.protocol_options))
         object.__setattr__(self, "faults", tuple(self.faults))
         for fault in self.faults:
             require(isinstance(fault, (Silent, Crash)), "faults", fault,
@@ -125,10 +139,12 @@ class MPIRoundConfig:
             require(fault.before in MESSAGE_TAGS, "faults", fault,
                     f"unknown message tag {fault.before!r}; one of {sorted(MESSAGE_TAGS)}")
 
-    def spec(self, n_clients: int, session: bytes) -> AggregationSpec:
-        return AggregationSpec(n_clients=n_clients, vector_length=self.dim,
-                               max_weight=self.max_weight, clip=self.clip,
-                               min_clients=self.min_clients, session=session)
+    def aggregator(self, n_clients: int, session: bytes) -> Aggregator:
+        """The round's aggregator for ``n_clients`` clients and the agreed session id."""
+        return make_aggregator(self.protocol, AggregationSpec(
+            n_clients=n_clients, vector_length=self.dim, max_weight=self.max_weight,
+            clip=self.clip, min_clients=self.min_clients, session=session, round=self.round),
+            **self.protocol_options)
 
     def deadlines(self) -> Deadlines:
         return Deadlines(default_s=self.deadline_s, per_phase_s=self.phase_deadlines_s,
@@ -152,7 +168,8 @@ class MPIRoundConfig:
 
     def to_json(self) -> dict:
         return {
-            "protocol": self.protocol, "dim": self.dim, "seed": self.seed,
+            "protocol": self.protocol, "protocol_options": dict(self.protocol_options),
+            "round": self.round, "dim": self.dim, "seed": self.seed,
             "max_weight": self.max_weight, "clip": self.clip, "min_clients": self.min_clients,
             "deadline_s": self.deadline_s, "phase_deadlines_s": dict(self.phase_deadlines_s),
             "faults": [fault_text(f) for f in self.faults],
@@ -245,12 +262,14 @@ def plain_sum(update: UpdateFn, survivors, clip: float) -> tuple[np.ndarray, flo
 @dataclass
 class RankOutcome:
     """What one rank takes away: its exit status, whether ``MPI_Finalize`` is safe (every
-    rank reported), and on rank 0 the round's report."""
+    rank reported), and on rank 0 the round's report and, when the round finished, its
+    result."""
 
     rank: int
     exit_code: int
     clean: bool
     report: dict | None = None
+    result: AggregateResult | None = None
 
 
 class _UntilRoundOver(Transport):
@@ -312,7 +331,7 @@ def run_mpi_round(
         produce_update = _synthetic(config)
         reference_update = reference_update or produce_update
     comm, request = (comm if comm is not None else MPI.COMM_WORLD).Idup()
-    _complete(request, config)
+    _complete(request, config.round_timeout_s)
     rank, world = comm.Get_rank(), comm.Get_size()
     n = config.check_world(world)
     update = produce_update(rank) if rank != SERVER_ID else None
@@ -321,7 +340,7 @@ def run_mpi_round(
     session = _agree(comm, config, MPI)
 
     started = clock()
-    aggregator = make_aggregator(config.protocol, config.spec(n, session))
+    aggregator = config.aggregator(n, session)
     data = MPITransport(comm)
     control = MPITransport(comm, tag=CONTROL_TAG)
     events: list[tuple[int, Event]] = []
@@ -347,6 +366,7 @@ def run_mpi_round(
         outcome = _finish_client(rank, config, stats, control, started, clock)
     data.close()
     control.close()
+    comm.Free()  # a local operation in MPICH; without it a long job runs out of communicators
     return outcome
 
 
@@ -364,6 +384,29 @@ def shutdown(outcome: RankOutcome) -> int:
     os._exit(outcome.exit_code)
 
 
+def run_rank(body: Callable[[], RankOutcome]) -> int:
+    """Run this rank's part of an MPI job (``body``), then end the rank with :func:`shutdown`.
+
+    A :class:`ConfigurationError` propagates: it is raised alike on every rank, before any
+    work or by a collective agreement.  Any other failure must not leave the job hanging: on
+    rank 0 the traceback is printed and ``MPI_Abort`` ends the whole job (nobody can go on
+    without the server); a client rank prints it and exits with status 1, like a crashed one.
+    """
+    from mpi4py import MPI
+
+    try:
+        outcome = body()
+    except ConfigurationError:
+        raise
+    except Exception:  # noqa: BLE001 - any other failure must not leave the job hanging
+        traceback.print_exc()
+        sys.stderr.flush()
+        if MPI.COMM_WORLD.Get_rank() == SERVER_ID:
+            MPI.COMM_WORLD.Abort(1)
+        os._exit(1)
+    return shutdown(outcome)
+
+
 # --------------------------------------------------------------------------- internals
 
 
@@ -371,35 +414,63 @@ def _synthetic(config: MPIRoundConfig) -> UpdateFn:
     return lambda client_id: synthetic_update(config, client_id)
 
 
-def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
-    """Check that every rank runs the same configuration, then share rank 0's session id.
+DIGEST_BYTES = 32
+ERROR_TEXT_BYTES = 1000
+AGREEMENT_RECORD_BYTES = 1 + DIGEST_BYTES + ERROR_TEXT_BYTES
+"""One rank's record in :func:`agree_on_configuration`: a failure flag, the digest and up to
+ERROR_TEXT_BYTES of its error message (UTF-8, zero-padded)."""
 
-    Non-blocking collectives completed with a sleeping wait: ranks that start early do not
-    spin (MPI's blocking collectives busy-poll) while the others are still importing."""
+
+def agree_on_configuration(comm, digest: bytes, *, what: str, timeout_s: float,
+                           error: str | None = None) -> None:
+    """Collectively check that every rank of ``comm`` passed the same ``digest`` (32 bytes)
+    and that none failed its own checks (``error``: that rank's one-line message).
+
+    Call it on every rank, while every rank is alive.  Each rank raises the same
+    :class:`ConfigurationError`: the lowest failing rank's message, else the ranks whose
+    ``what`` differs from rank 0's.  A non-blocking ``Iallgather`` completed with a sleeping
+    wait, so ranks that start early do not spin while the others are still importing.
+    """
+    from mpi4py import MPI
+
+    require(len(digest) == DIGEST_BYTES, "digest", digest, f"must be {DIGEST_BYTES} bytes")
     world = comm.Get_size()
-    mine = np.frombuffer(config.digest(world), dtype=np.uint8)
-    everyone = np.empty(world * mine.size, dtype=np.uint8)
-    _complete(comm.Iallgather([mine, MPI.BYTE], [everyone, MPI.BYTE]), config)
-    differing = [r for r, d in enumerate(everyone.reshape(world, mine.size))
-                 if not np.array_equal(d, mine)]
+    text = (error or "").encode("utf-8", "replace")[:ERROR_TEXT_BYTES]
+    mine = np.zeros(AGREEMENT_RECORD_BYTES, dtype=np.uint8)
+    mine[0] = error is not None
+    mine[1:1 + DIGEST_BYTES] = np.frombuffer(digest, dtype=np.uint8)
+    mine[1 + DIGEST_BYTES:1 + DIGEST_BYTES + len(text)] = np.frombuffer(text, dtype=np.uint8)
+    everyone = np.empty((world, AGREEMENT_RECORD_BYTES), dtype=np.uint8)
+    _complete(comm.Iallgather([mine, MPI.BYTE], [everyone, MPI.BYTE]), timeout_s)
+    for rank, record in enumerate(everyone):
+        if record[0]:
+            message = record[1 + DIGEST_BYTES:].tobytes().rstrip(b"\0")
+            raise ConfigurationError(f"rank {rank}: {message.decode('utf-8', 'ignore')}")
+    digests = everyone[:, 1:1 + DIGEST_BYTES]
+    differing = [r for r in range(world) if not np.array_equal(digests[r], digests[0])]
     if differing:
         raise ConfigurationError(
-            f"rank {comm.Get_rank()}: ranks {differing} run a different round configuration"
+            f"rank {comm.Get_rank()}: ranks {differing} run a different {what}"
             " (same options and config file on every host?)")
+
+
+def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
+    """Check that every rank runs the same configuration, then share rank 0's session id."""
+    agree_on_configuration(comm, config.digest(comm.Get_size()), what="round configuration",
+                           timeout_s=config.round_timeout_s)
     session = bytearray(os.urandom(SESSION_ID_BYTES) if comm.Get_rank() == 0
                         else SESSION_ID_BYTES)
-    _complete(comm.Ibcast([session, MPI.BYTE], root=0), config)
+    _complete(comm.Ibcast([session, MPI.BYTE], root=0), config.round_timeout_s)
     return bytes(session)
 
 
-def _complete(request, config: MPIRoundConfig) -> None:
-    """Wait for a start-up collective, sleeping between tests, at most round_timeout_s."""
-    give_up_at = time.monotonic() + config.round_timeout_s
+def _complete(request, timeout_s: float) -> None:
+    """Wait for a start-up collective, sleeping between tests, at most ``timeout_s``."""
+    give_up_at = time.monotonic() + timeout_s
     sleep_s = 0.0005
     while not request.Test():
         if time.monotonic() > give_up_at:
-            raise ProtocolAborted(f"not every rank started within round_timeout_s="
-                                  f"{config.round_timeout_s}")
+            raise ProtocolAborted(f"not every rank started within round_timeout_s={timeout_s}")
         time.sleep(sleep_s)
         sleep_s = min(2 * sleep_s, 0.005)
 
@@ -411,7 +482,7 @@ def _warm_up(config: MPIRoundConfig, n: int) -> None:
 
     spec = AggregationSpec(n_clients=min(n, 8), vector_length=min(config.dim, 64),
                            max_weight=config.max_weight, clip=config.clip)
-    simulate_round(make_aggregator(config.protocol, spec),
+    simulate_round(make_aggregator(config.protocol, spec, **config.protocol_options),
                    {c: (np.zeros(spec.vector_length), 1) for c in spec.client_ids})
 
 
@@ -456,6 +527,7 @@ def _rank_stats(rank, driver, events, config, round_s) -> dict:
         "round_s": round_s, "compute_s": s.total_seconds, "cpu_s": s.total_cpu_seconds,
         "bytes_sent": s.total_bytes_sent, "bytes_received": s.total_bytes_received,
         "seconds_by_phase": dict(s.seconds_by_phase),
+        "cpu_seconds_by_phase": dict(s.cpu_seconds_by_phase),
         "bytes_sent_by_message": dict(s.bytes_sent),
     }
 
@@ -507,7 +579,8 @@ def _finish_server(config, aggregator, server, events, stats, control, reference
             control.send(client, _encode_control("final", clean=clean))
     check = report["check"]
     ok = outcome == "finished" and (check is None or check["ok"])
-    return RankOutcome(SERVER_ID, 0 if ok else 1, clean=clean, report=report)
+    return RankOutcome(SERVER_ID, 0 if ok else 1, clean=clean, report=report,
+                       result=None if server.aborted is not None else server.result())
 
 
 def _round_report(config, aggregator, server, events, reports, missing, reference_update,
@@ -525,6 +598,9 @@ def _round_report(config, aggregator, server, events, reports, missing, referenc
                                   "fault": config.faults_of(r)})
                   for r in range(n + 1)],
         "missing_reports": missing, "clean_shutdown": not missing,
+        "quantization_error": aggregator.quantization_error,
+        "bytes_total": sum(r.get("bytes_sent", 0) for r in reports.values()),
+        "phase_seconds": _phase_seconds(reports),
     }
     if server.aborted is not None:
         report.update(outcome="aborted", error=str(server.aborted))
@@ -543,6 +619,17 @@ def _round_report(config, aggregator, server, events, reports, missing, referenc
             "ok": error <= tolerance and result.total_weight == weight,
         }
     return report
+
+
+def _phase_seconds(reports: Mapping[int, dict]) -> dict[str, float]:
+    """CPU seconds by protocol phase, ``server:<phase>`` for rank 0 and ``clients:<phase>``
+    summed over the client ranks that reported (the simulation's ``phase_seconds`` format)."""
+    total: dict[str, float] = {}
+    for rank, stats in sorted(reports.items()):
+        role = "server" if rank == SERVER_ID else "clients"
+        for phase, seconds in stats["cpu_seconds_by_phase"].items():
+            total[f"{role}:{phase}"] = total.get(f"{role}:{phase}", 0.0) + seconds
+    return total
 
 
 def format_summary(report: dict) -> str:
