@@ -85,7 +85,6 @@ def run(args) -> int:
     try:
         from fedsecure.fl import loop
         from fedsecure.fl.config import TrainConfig
-        from fedsecure.fl.personalize import summarize
     except ModuleNotFoundError as exc:
         if exc.name in ("torch", "sklearn", "matplotlib"):
             raise BackendUnavailable(exc.name, "train") from None
@@ -150,6 +149,8 @@ def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
 
 
 def _print_result(result, began: float) -> None:
+    from fedsecure.fl.personalize import summarize
+
     final = result.metrics[-1]
     print(f"final test accuracy {100 * final['accuracy']:.2f}% (loss {final['loss']:.4f}) after"
           f" {final['round']} rounds, {time.perf_counter() - began:.1f} s;"

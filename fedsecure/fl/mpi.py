@@ -37,7 +37,8 @@ loop's for the same global model, so an MPI run follows the in-process run up to
 aggregation protocol's own rounding (none for ``plaintext``, the quantization error for the
 masking protocols).  A rank that stops reporting ends the run after the round in which it
 went missing (the checkpoint holds every finished round; ``fedsecure train --resume`` continues
-it in one process).
+it in one process).  mpi4py is imported only when a job runs, so this module loads without
+the ``mpi`` extra.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ from fedsecure.runtime.mpi_runner import (
     agree_on_configuration,
     run_mpi_round,
 )
-from fedsecure.transport.mpi import MPITransport
 
 TRAINING_TAG = 3
 """MPI tag of the training messages (the aggregation runner uses tags 1 and 2 on its own
@@ -263,7 +263,7 @@ def _serve(fed: loop.Federation, comm, channel: _Channel, on_round
 
 def _train_shard(fed: loop.Federation, comm, channel: _Channel, rank: int) -> RankOutcome:
     """Client rank ``rank``: train shard ``rank - 1`` in every round rank 0 starts."""
-    client, d, played = rank - 1, vector_size(fed.model), 0
+    d, played = vector_size(fed.model), 0
     while True:
         source, message = channel.receive(WAIT_TIMEOUT_S, "the next round from rank 0")
         if source != SERVER_ID or not isinstance(message, (GlobalModel, TrainingOver)):
@@ -274,16 +274,22 @@ def _train_shard(fed: loop.Federation, comm, channel: _Channel, rank: int) -> Ra
             raise MalformedMessage(
                 f"GlobalModel for round {message.round} with {len(message.weights)} bytes;"
                 f" expected round {played + 1} and {8 * d} bytes", source)
-        vector_to_model(np.frombuffer(message.weights, dtype="<f8"), fed.model)
-        update = loop.local_update(fed, message.round, client)
-        delta, clipped = clip_update(update.delta, fed.config.clip)
-        channel.send(SERVER_ID, LocalReport(round=message.round, n_samples=update.n_samples,
-                                            train_loss=update.train_loss, clipped=clipped))
-        outcome = run_mpi_round(_round_config(fed, message.round, warm_up=not played),
-                                comm=comm, produce_update=lambda _: (delta, update.n_samples))
+        outcome = _client_round(fed, comm, channel, rank, message, warm_up=not played)
         played += 1
         if not outcome.clean:
             return outcome
+
+
+def _client_round(fed: loop.Federation, comm, channel: _Channel, rank: int,
+                  start: GlobalModel, *, warm_up: bool) -> RankOutcome:
+    """Train from the global model of ``start``, report to rank 0, aggregate the delta."""
+    vector_to_model(np.frombuffer(start.weights, dtype="<f8").copy(), fed.model)
+    update = loop.local_update(fed, start.round, rank - 1)
+    delta, clipped = clip_update(update.delta, fed.config.clip)
+    channel.send(SERVER_ID, LocalReport(round=start.round, n_samples=update.n_samples,
+                                        train_loss=update.train_loss, clipped=clipped))
+    return run_mpi_round(_round_config(fed, start.round, warm_up=warm_up), comm=comm,
+                         produce_update=lambda _: (delta, update.n_samples))
 
 
 # --------------------------------------------------------------------------- the channel
@@ -293,6 +299,8 @@ class _Channel:
     """Training messages between rank 0 and the client ranks, on :data:`TRAINING_TAG`."""
 
     def __init__(self, comm):
+        from fedsecure.transport.mpi import MPITransport
+
         self.transport = MPITransport(comm, tag=TRAINING_TAG)
         self.pending: deque[tuple[int, bytes]] = deque()
 

@@ -20,7 +20,10 @@ handler; any other message, or a handler that raises ``RemoteProtocolError`` /
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import ClassVar
+
+import numpy as np
 
 from fedsecure.errors import (
     InsufficientParticipants,
@@ -39,6 +42,8 @@ from fedsecure.protocols.base import (
     RoundAborted,
     RoundFinished,
     ServerParty,
+    validate_vector,
+    validate_weight,
 )
 
 FINAL_PHASES = ("done", "aborted")
@@ -68,7 +73,7 @@ class PhasedServer(ServerParty):
 
     def receive(self, envelope) -> None:
         sender, body = envelope.sender, envelope.body
-        if sender in self._dropped or self.done:
+        if self._is_late(sender):
             self._emit(LateMessage(sender, type(body).__name__))
             return
         try:
@@ -86,7 +91,7 @@ class PhasedServer(ServerParty):
     def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
         if peer not in self.agg.spec.client_ids:
             return
-        if peer in self._dropped or self.done:
+        if self._is_late(peer):
             self._emit(LateMessage(peer, type(error).__name__))
         else:
             self._drop(peer, str(error), error)
@@ -124,6 +129,10 @@ class PhasedServer(ServerParty):
         return self.phase in FINAL_PHASES
 
     # ------------------------------------------------------------------ for subclasses
+    def _is_late(self, sender: int) -> bool:
+        """True if nothing ``sender`` says can matter any more (it is discarded as late)."""
+        return sender in self._dropped or self.done
+
     def _authenticate(self, envelope) -> None:
         """Raise IntegrityError if the envelope is not authentic (default: nothing to check)."""
 
@@ -173,6 +182,29 @@ class PhasedClient(ClientParty):
         self.agg = aggregator
         self.party_id = client_id
         self.phase = "idle"
+        self._input: tuple[np.ndarray, int] | None = None
+
+    def set_input(self, vector, weight: int = 1) -> None:
+        """Validate (InvalidInput before anything is sent) and clip this round's input."""
+        if self._input is not None:
+            raise LocalProtocolError("input already set for this round")
+        if self.phase != "idle":
+            raise LocalProtocolError(f"set_input() after start (phase {self.phase!r})")
+        spec = self.agg.spec
+        array = validate_vector(vector, spec.vector_length)
+        self._input = (np.clip(array, -spec.clip, spec.clip),
+                       validate_weight(weight, spec.max_weight))
+
+    def start(self) -> None:
+        if self._input is None:
+            raise LocalProtocolError("set_input() must be called before start()")
+        if self.phase != "idle":
+            raise LocalProtocolError(f"start() called twice (phase {self.phase!r})")
+        self._begin()
+
+    @abstractmethod
+    def _begin(self) -> None:
+        """Send the first message of the round (input is set, phase is idle)."""
 
     def receive(self, envelope) -> None:
         if self.done:

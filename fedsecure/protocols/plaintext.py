@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedsecure.errors import LocalProtocolError, MalformedMessage
+from fedsecure.errors import MalformedMessage
 from fedsecure.messages import ArrayPayload, PlainUpdate
 from fedsecure.protocols.base import (
     AggregateResult,
     Aggregator,
     register_protocol,
-    validate_vector,
-    validate_weight,
 )
 from fedsecure.protocols.phased import PhasedClient, PhasedServer
 
@@ -24,22 +22,8 @@ from fedsecure.protocols.phased import PhasedClient, PhasedServer
 class PlaintextClient(PhasedClient):
     HANDLERS: dict = {}  # the server never writes to a plaintext client, except Abort
 
-    def __init__(self, aggregator: "PlaintextAggregator", client_id: int):
-        super().__init__(aggregator, client_id)
-        self._update: tuple[np.ndarray, int] | None = None
-
-    def set_input(self, vector, weight: int = 1) -> None:
-        if self._update is not None:
-            raise LocalProtocolError("input already set for this round")
-        spec = self.agg.spec
-        array = validate_vector(vector, spec.vector_length)
-        self._update = (np.clip(array, -spec.clip, spec.clip),
-                        validate_weight(weight, spec.max_weight))
-
-    def start(self) -> None:
-        if self._update is None:
-            raise LocalProtocolError("set_input() must be called before start()")
-        vector, weight = self._update
+    def _begin(self) -> None:
+        vector, weight = self._input
         self._send(PlainUpdate(weighted_update=ArrayPayload.pack(vector * weight),
                                weight=float(weight)))
         self._finish(())

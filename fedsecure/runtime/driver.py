@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from fedsecure.errors import MalformedMessage, RemoteProtocolError
+from fedsecure.errors import MalformedMessage
 from fedsecure.messages import CODEC, SERVER_ID
 from fedsecure.protocols.base import Event, Party, ServerParty
 from fedsecure.runtime.transport import Transport

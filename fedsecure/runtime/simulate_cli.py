@@ -22,13 +22,13 @@ from fedsecure.protocols.base import (
     available_protocols,
     make_aggregator,
 )
-from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
 
 CLIENT_MESSAGES = {
     "secagg": ("AdvertiseKeys", "EncryptedShares", "MaskedInput", "UnmaskShares"),
     "plaintext": ("PlainUpdate",),
+    "ckks": ("CkksAdvertise", "CkksUpdate"),
 }
 
 

@@ -28,14 +28,11 @@ import numpy as np
 from fedsecure.errors import (
     InsufficientParticipants,
     IntegrityError,
-    LocalProtocolError,
     MalformedMessage,
-    RemoteProtocolError,
-    UnexpectedMessage,
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree, agree_many, generate_keypair, seal, unseal
-from fedsecure.messages import SERVER_ID, Abort, ArrayPayload
+from fedsecure.messages import SERVER_ID, ArrayPayload
 from fedsecure.messages.ckks import (
     CkksAdvertise,
     CkksClientKey,
@@ -47,87 +44,36 @@ from fedsecure.messages.ckks import (
     CkksSealedKey,
     CkksUpdate,
 )
-from fedsecure.protocols.base import (
-    ClientParty,
-    PhaseStarted,
-    RoundAborted,
-    RoundFinished,
-    validate_vector,
-    validate_weight,
-)
 from fedsecure.protocols.ckks import wire
+from fedsecure.protocols.phased import PhasedClient
 
 _MATERIAL_DECODER = msgspec.msgpack.Decoder(CkksKeyMaterial)
 _MATERIAL_ENCODER = msgspec.msgpack.Encoder()
 
 
-class CkksClient(ClientParty):
+class CkksClient(PhasedClient):
     def __init__(self, aggregator, client_id: int, rng, signing_key: bytes | None):
-        super().__init__()
-        self.agg = aggregator
-        self.party_id = client_id
+        super().__init__(aggregator, client_id)
         self.rng = rng
         self.signing_key = signing_key
-        self.phase = "idle"
         self.context = wire.round_context(aggregator.session, aggregator.spec.round)
         self.is_key_holder = client_id == aggregator.key_holder
         self._decrypts = aggregator.key_model.may_decrypt(client_id, aggregator.key_holder)
-        self._input: tuple[np.ndarray, int] | None = None
         self._encryption = None
         self._ckks = None  # hazmat.ckks.PublicContext (or SecretContext) once keyed
-        handlers = {"advertised": {CkksClientKey: self._on_client_key}}
+        handlers = {"advertised": {CkksClientKey: "_on_client_key"}}
         if self.is_key_holder:
-            handlers = {"advertised": {CkksKeyRequest: self._on_key_request},
-                        "delivered": {CkksClientKey: self._on_client_key}}
+            handlers = {"advertised": {CkksKeyRequest: "_on_key_request"},
+                        "delivered": {CkksClientKey: "_on_client_key"}}
         if self._decrypts:
-            handlers["updated"] = {CkksDecryptRequest: self._on_decrypt_request}
-        self._handlers = handlers
+            handlers["updated"] = {CkksDecryptRequest: "_on_decrypt_request"}
+        self.HANDLERS = handlers  # this client's role decides what it waits for
 
     # ------------------------------------------------------------------ caller API
-    def set_input(self, vector, weight: int = 1) -> None:
-        if self._input is not None:
-            raise LocalProtocolError("input already set for this round")
-        if self.phase != "idle":
-            raise LocalProtocolError(f"set_input() after start (phase {self.phase!r})")
-        spec = self.agg.spec
-        array = validate_vector(vector, spec.vector_length)
-        self._input = (np.clip(array, -spec.clip, spec.clip),
-                       validate_weight(weight, spec.max_weight))
-
-    def start(self) -> None:
-        if self._input is None:
-            raise LocalProtocolError("set_input() must be called before start()")
-        if self.phase != "idle":
-            raise LocalProtocolError(f"start() called twice (phase {self.phase!r})")
+    def _begin(self) -> None:
         self._encryption = generate_keypair(self.rng)
         self._send(CkksAdvertise(self._encryption.public))
         self._enter("advertised")
-
-    def receive(self, envelope) -> None:
-        if self.done:
-            return
-        body = envelope.body
-        if isinstance(body, Abort):
-            self._abort(f"server aborted the round: {body.reason}")
-            return
-        handler = self._handlers.get(self.phase, {}).get(type(body))
-        try:
-            if envelope.round != self.agg.spec.round:
-                raise UnexpectedMessage(f"message for round {envelope.round}", envelope.sender)
-            if handler is None:
-                raise UnexpectedMessage(
-                    f"{type(body).__name__} in phase {self.phase!r}", envelope.sender)
-            handler(body)
-        except (RemoteProtocolError, InsufficientParticipants) as exc:
-            self._abort(str(exc), exc)
-
-    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        if not self.done:
-            self._abort(str(error), error)
-
-    @property
-    def done(self) -> bool:
-        return self.phase in ("done", "aborted")
 
     # ------------------------------------------------------------------ handlers
     def _on_key_request(self, body: CkksKeyRequest) -> None:
@@ -198,9 +144,7 @@ class CkksClient(ClientParty):
         except MalformedMessage as exc:
             raise MalformedMessage(str(exc), SERVER_ID) from None
         self._send(CkksDecryption(ArrayPayload.pack(share)))
-        self.phase = "done"
-        self._ckks = None
-        self._emit(RoundFinished(tuple(sorted(survivors))))
+        self._finish(survivors)
 
     # ------------------------------------------------------------------ helpers
     def _send(self, body) -> None:
@@ -209,12 +153,6 @@ class CkksClient(ClientParty):
             envelope = wire.sign_envelope(envelope, self.signing_key)
         self._outbox.append(envelope)
 
-    def _enter(self, phase: str) -> None:
-        self.phase = phase
-        self._emit(PhaseStarted(phase))
-
-    def _abort(self, reason: str, error: Exception | None = None) -> None:
-        self.phase = "aborted"
+    def _forget_secrets(self) -> None:
         self._ckks = None
         self._input = None
-        self._emit(RoundAborted(reason, error))

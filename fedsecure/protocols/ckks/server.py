@@ -32,18 +32,13 @@ from __future__ import annotations
 import numpy as np
 
 from fedsecure.errors import (
-    InsufficientParticipants,
     IntegrityError,
-    LocalProtocolError,
     MalformedMessage,
     ProtocolAborted,
-    RemoteProtocolError,
-    UnexpectedMessage,
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree
 from fedsecure.hazmat.ckks import CiphertextSum, load_context
-from fedsecure.messages import SERVER_ID, Abort
 from fedsecure.messages.ckks import (
     CkksAdvertise,
     CkksClientKey,
@@ -54,114 +49,30 @@ from fedsecure.messages.ckks import (
     CkksRosterEntry,
     CkksUpdate,
 )
-from fedsecure.protocols.base import (
-    AggregateResult,
-    ClientDropped,
-    LateMessage,
-    PhaseStarted,
-    RoundAborted,
-    RoundFinished,
-    ServerParty,
-)
+from fedsecure.protocols.base import AggregateResult
 from fedsecure.protocols.ckks import wire
+from fedsecure.protocols.phased import PhasedServer
 
 PHASES = ("collect_keys", "collect_context", "collect_updates", "collect_decryption")
 _KEY_CHECK_PRIVATE = bytes(range(1, 33))  # any scalar: small-order points give all zeros
 WEIGHT_TOLERANCE = 0.25  # |decoded total weight - nearest integer| allowed (noise is ~1e-6)
 
 
-class CkksServer(ServerParty):
+class CkksServer(PhasedServer):
+    PHASES = {
+        "collect_keys": (CkksAdvertise, "_check_advertise", "_close_keys"),
+        "collect_context": (CkksKeyDelivery, "_check_delivery", "_close_context"),
+        "collect_updates": (CkksUpdate, "_check_update", "_close_updates"),
+        "collect_decryption": (CkksDecryption, "_check_decryption", "_close_decryption"),
+    }
+
     def __init__(self, aggregator):
-        super().__init__()
-        self.agg = aggregator
-        self.phase = "idle"
-        self._abort_error: ProtocolAborted | None = None
-        self._result: AggregateResult | None = None
-        self._expected: set[int] = set(aggregator.spec.client_ids)
-        self._answered: dict[int, object] = {}
-        self._dropped: set[int] = set()
+        super().__init__(aggregator)
         self._needed: set[int] = {aggregator.key_holder}  # parties the round cannot lose
         self._roster: dict[int, bytes] = {}
         self._counted: set[int] = set()  # clients whose update is in the encrypted sum
         self._sum: CiphertextSum | None = None
         self.context = None  # hazmat.ckks.PublicContext, from the key holder
-        self._handlers = {
-            "collect_keys": (CkksAdvertise, self._check_advertise),
-            "collect_context": (CkksKeyDelivery, self._check_delivery),
-            "collect_updates": (CkksUpdate, self._check_update),
-            "collect_decryption": (CkksDecryption, self._check_decryption),
-        }
-        self._closers = {
-            "collect_keys": self._close_keys,
-            "collect_context": self._close_context,
-            "collect_updates": self._close_updates,
-            "collect_decryption": self._close_decryption,
-        }
-
-    # ------------------------------------------------------------------ driver API
-    def start(self) -> None:
-        if self.phase != "idle":
-            raise LocalProtocolError("start() called twice")
-        self._enter("collect_keys")
-
-    def receive(self, envelope) -> None:
-        sender, body = envelope.sender, envelope.body
-        if self._is_late(sender):
-            self._emit(LateMessage(sender, type(body).__name__))
-            return
-        try:
-            if envelope.round != self.agg.spec.round:
-                raise UnexpectedMessage(f"message for round {envelope.round}", sender)
-            if self.phase not in self._handlers or sender not in self._expected:
-                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
-            message_type, check = self._handlers[self.phase]
-            if not isinstance(body, message_type) or sender in self._answered:
-                raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
-            if self.agg.signing_public_keys is not None:
-                wire.verify_envelope(envelope, self.agg.signing_public_keys[sender])
-            self._answered[sender] = check(sender, body)
-        except RemoteProtocolError as exc:
-            self._drop(sender, str(exc), exc)
-
-    def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        if peer not in self.agg.spec.client_ids:
-            return
-        if self._is_late(peer):
-            self._emit(LateMessage(peer, type(error).__name__))
-        else:
-            self._drop(peer, str(error), error)
-
-    @property
-    def ready_for_next_round(self) -> bool:
-        return self.phase in self._handlers and self._expected <= self._answered.keys()
-
-    @property
-    def deadline_phase(self) -> str | None:
-        return self.phase if self.phase in self._handlers else None
-
-    def proceed_to_next_round(self) -> None:
-        if self.phase not in self._closers:
-            raise LocalProtocolError(f"nothing to proceed from in phase {self.phase!r}")
-        for client in sorted(self._expected - self._answered.keys()):
-            self._drop(client, "no answer before the deadline")
-            if self.done:
-                return
-        answered, self._answered = self._answered, {}
-        try:
-            self._closers[self.phase](answered)
-        except ProtocolAborted as exc:
-            self._abort(exc)
-
-    def result(self) -> AggregateResult:
-        if self._abort_error is not None:
-            raise self._abort_error
-        if self._result is None:
-            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
-        return self._result
-
-    @property
-    def done(self) -> bool:
-        return self.phase in ("done", "aborted")
 
     # ------------------------------------------------------------------ per-message checks
     def _check_advertise(self, sender: int, body: CkksAdvertise) -> bytes:
@@ -240,51 +151,32 @@ class CkksServer(ServerParty):
                 "decrypted aggregate out of range (total weight"
                 f" {float(values[-1])!r} for {m} survivors): an ill-formed ciphertext reached"
                 " the sum or the key holder misbehaved")
-        self._result = AggregateResult(weighted_sum.copy(), float(weight), survivors,
-                                       tuple(sorted(self._dropped)))
-        self.phase = "done"
-        self._emit(RoundFinished(survivors))
+        self._finish(AggregateResult(weighted_sum.copy(), float(weight), survivors,
+                                     tuple(sorted(self._dropped))))
 
     # ------------------------------------------------------------------ helpers
+    def _authenticate(self, envelope) -> None:
+        if self.agg.signing_public_keys is not None:
+            wire.verify_envelope(envelope, self.agg.signing_public_keys[envelope.sender])
+
     def _is_late(self, sender: int) -> bool:
         """Messages from dropped clients, after the end, or from a client that has nothing
         more to say (its update is summed, and no decryption share is pending from it)."""
-        if self.done or sender in self._dropped:
+        if super()._is_late(sender):
             return True
         if self.phase == "collect_decryption" and sender in self._expected:
             return sender in self._answered  # a second decryption share
         return sender in self._counted
 
     def _require(self, count: int, what: str) -> None:
-        if count < self.agg.spec.min_clients:
-            raise InsufficientParticipants(f"too few clients {what}", remaining=count,
-                                           threshold=self.agg.spec.min_clients)
-
-    def _next_phase(self, phase: str, expected) -> None:
-        self._expected = set(expected) - self._dropped
-        self._enter(phase)
-
-    def _enter(self, phase: str) -> None:
-        self.phase = phase
-        self._emit(PhaseStarted(phase))
-
-    def _send(self, client: int, body) -> None:
-        self._outbox.append(self.agg.envelope(SERVER_ID, client, body))
+        super()._require(count, what, self.agg.spec.min_clients)
 
     def _drop(self, client: int, reason: str, error: Exception | None = None) -> None:
-        self._dropped.add(client)
-        self._expected.discard(client)
-        self._answered.pop(client, None)
-        self._emit(ClientDropped(client, self.phase, reason, error))
-        self._send(client, Abort(reason[:1000]))
+        super()._drop(client, reason, error)
         if client in self._needed:
             self._abort(ProtocolAborted(
                 f"key holder / decryptor {client} dropped ({reason}): nobody can decrypt"))
 
     def _abort(self, error: ProtocolAborted) -> None:
-        self._abort_error = error
         self._sum = None
-        for client in sorted(set(self.agg.spec.client_ids) - self._dropped):
-            self._send(client, Abort(str(error)[:1000]))
-        self.phase = "aborted"
-        self._emit(RoundAborted(str(error), error))
+        super()._abort(error)

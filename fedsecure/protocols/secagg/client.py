@@ -30,7 +30,6 @@ import numpy as np
 from fedsecure.errors import (
     IntegrityError,
     InsufficientParticipants,
-    LocalProtocolError,
     MalformedMessage,
     UnexpectedMessage,
     UnsafeRequest,
@@ -51,7 +50,7 @@ from fedsecure.messages import (
     UnmaskRequest,
     UnmaskShares,
 )
-from fedsecure.protocols.base import PeerIgnored, validate_vector, validate_weight
+from fedsecure.protocols.base import PeerIgnored
 from fedsecure.protocols.phased import PhasedClient
 from fedsecure.protocols.secagg import masking
 from fedsecure.rng import random_uint32
@@ -71,7 +70,6 @@ class SecAggClient(PhasedClient):
         super().__init__(aggregator, client_id)
         self.rng = rng
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
-        self._input: tuple[np.ndarray, int] | None = None
         self._encryption = self._masking = None
         self._roster: dict[int, tuple[bytes, bytes]] = {}
         self._own_shares: tuple[bytes, bytes] | None = None  # our share of (s_sk, b_u)
@@ -82,19 +80,7 @@ class SecAggClient(PhasedClient):
         self._seed = b""
 
     # ------------------------------------------------------------------ caller API
-    def set_input(self, vector, weight: int = 1) -> None:
-        if self._input is not None:
-            raise LocalProtocolError("input already set for this round")
-        if self.phase != "idle":
-            raise LocalProtocolError(f"set_input() after start (phase {self.phase!r})")
-        array = validate_vector(vector, self.agg.spec.vector_length)
-        self._input = (array, validate_weight(weight, self.agg.spec.max_weight))
-
-    def start(self) -> None:
-        if self._input is None:
-            raise LocalProtocolError("set_input() must be called before start()")
-        if self.phase != "idle":
-            raise LocalProtocolError(f"start() called twice (phase {self.phase!r})")
+    def _begin(self) -> None:
         self._encryption = generate_keypair(self.rng)
         self._masking = generate_keypair(self.rng)
         self._send(AdvertiseKeys(self._encryption.public, self._masking.public))
