@@ -17,6 +17,7 @@ Sizes stay small (n <= 8, d <= 2000) so an ``mpirun`` of each takes seconds.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,10 +39,17 @@ class Scenario:
     max_weight: int = 1
     seed: int = 0
     deadline_s: float = 3.0  # real seconds under MPI; the simulation's clock is virtual
+    backend: str | None = None  # optional module the protocol needs (skip with a reason)
 
     def __post_init__(self):
         if self.survivors is None and not self.aborts:
             object.__setattr__(self, "survivors", tuple(range(1, self.n_clients + 1)))
+
+    def skip_reason(self) -> str | None:
+        """Why this scenario cannot run here (an optional backend is missing), else None."""
+        if self.backend is not None and importlib.util.find_spec(self.backend) is None:
+            return f"{self.protocol} needs {self.backend}, which is not installed (extra: he)"
+        return None
 
     @property
     def client_ids(self) -> range:
@@ -99,4 +107,7 @@ SCENARIOS: tuple[Scenario, ...] = (
              survivors=(1, 3, 5, 6)),
     Scenario("secagg-below-threshold", "secagg", n_clients=4, dim=100, seed=4,
              faults=(Silent(1, "MaskedInput"), Silent(2, "MaskedInput")), aborts=True),
+    Scenario("ckks-update-silent-and-crash", "ckks", n_clients=5, dim=1000, seed=5,
+             max_weight=3, faults=(Silent(3, "CkksUpdate"), Crash(5, "CkksUpdate")),
+             survivors=(1, 2, 4), backend="tenseal"),
 )

@@ -36,8 +36,9 @@ then every rank finalizes MPI.  On the CPU a client's delta is bit for bit the i
 loop's for the same global model, so an MPI run follows the in-process run up to the
 aggregation protocol's own rounding (none for ``plaintext``, the quantization error for the
 masking protocols).  A rank that stops reporting ends the run after the round in which it
-went missing (the checkpoint holds every finished round; ``fedsecure train --resume`` continues
-it in one process).  mpi4py is imported only when a job runs, so this module loads without
+went missing: rank 0 says so, tells the others, and every rank leaves without finalizing MPI
+(the checkpoint holds every finished round; ``fedsecure train --resume`` continues the run in
+one process).  mpi4py is imported only when a job runs, so this module loads without
 the ``mpi`` extra.
 """
 
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -103,9 +105,11 @@ class LocalReport(msgspec.Struct, frozen=True, tag=True, array_like=True):
 
 
 class TrainingOver(msgspec.Struct, frozen=True, tag=True, array_like=True):
-    """Rank 0 -> client rank: no more rounds; finalize."""
+    """Rank 0 -> client rank: no more rounds; finalize MPI if ``clean`` (every rank is
+    alive), else leave without finalizing."""
 
     rounds: int
+    clean: bool
 
 
 TrainingMessage = GlobalModel | LocalReport | TrainingOver
@@ -250,12 +254,17 @@ def _no_update_on_rank_0(rank: int):
 
 
 def _serve(fed: loop.Federation, comm, channel: _Channel, on_round
-           ) -> tuple[RankOutcome, loop.TrainResult]:
+           ) -> tuple[RankOutcome, loop.TrainResult | None]:
     server = _Server(comm, channel)
-    result = loop.run_rounds(fed, [], play=server.play, on_round=on_round)
+    try:
+        result = loop.run_rounds(fed, [], play=server.play, on_round=on_round)
+    except ProtocolAborted as exc:  # a client rank went missing: stop, keep what is saved
+        print(f"fedsecure train: rank 0: {exc}", file=sys.stderr, flush=True)
+        result = None
+    clean = result is not None and not server.missing
     for rank in server.clients:
-        channel.send(rank, TrainingOver(rounds=len(result.metrics)))
-    return RankOutcome(SERVER_ID, 0, clean=not server.missing), result
+        channel.send(rank, TrainingOver(rounds=server.played, clean=clean))
+    return RankOutcome(SERVER_ID, 0 if result is not None else 1, clean=clean), result
 
 
 # --------------------------------------------------------------------------- client ranks
@@ -269,7 +278,7 @@ def _train_shard(fed: loop.Federation, comm, channel: _Channel, rank: int) -> Ra
         if source != SERVER_ID or not isinstance(message, (GlobalModel, TrainingOver)):
             raise MalformedMessage(f"unexpected {type(message).__name__}", source)
         if isinstance(message, TrainingOver):
-            return RankOutcome(rank, 0, clean=True)
+            return RankOutcome(rank, 0 if message.clean else 1, clean=message.clean)
         if message.round != played + 1 or len(message.weights) != 8 * d:
             raise MalformedMessage(
                 f"GlobalModel for round {message.round} with {len(message.weights)} bytes;"

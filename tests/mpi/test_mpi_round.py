@@ -33,6 +33,8 @@ def mpi_round(launcher, n_ranks: int, options: list[str], tmp_path, **kwargs):
 def test_scenario_as_mpi_ranks(launcher, scenario, tmp_path):
     if scenario.protocol not in available_protocols():
         pytest.skip(f"protocol {scenario.protocol!r} is not in this build")
+    if scenario.skip_reason():
+        pytest.skip(scenario.skip_reason())
     done, report, aggregate = mpi_round(launcher, scenario.n_clients + 1, scenario.cli_args(),
                                         tmp_path)
     context = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"

@@ -15,6 +15,8 @@ from tests.e2e_scenarios import SCENARIOS
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 def test_scenario_over_memory_transport(scenario):
+    if scenario.skip_reason():
+        pytest.skip(scenario.skip_reason())
     aggregator = make_aggregator(scenario.protocol, scenario.spec())
     report = simulate_round(aggregator, scenario.inputs(), faults=scenario.faults,
                             deadlines=Deadlines(default_s=scenario.deadline_s))
