@@ -5,7 +5,9 @@ global model (FedProx when ``mu > 0``), aggregate the clipped deltas with the co
 protocol through :func:`fedsecure.fl.server.aggregate_round` (the loop never branches on the
 protocol), add the mean delta to the global model, evaluate on the test set, and write the
 checkpoint and metrics to the run directory.  An aborted round leaves the model unchanged and
-is recorded as such.
+is recorded as such.  :func:`run_rounds` takes the round as a function, so the MPI driver
+(:mod:`fedsecure.fl.mpi`) plays its rounds through the same loop, :func:`local_update` and
+:func:`finish_round`.
 
 Randomness: every draw of round r (client sampling, each client's batch order) comes from a
 generator seeded by ``SeedSequence(seed, spawn_key=(r, purpose[, client]))``, so the seed and

@@ -62,12 +62,13 @@ from fedsecure.errors import (
     MalformedMessage,
     ProtocolAborted,
 )
-from fedsecure.fl import loop
+from fedsecure.fl import loop, rundir
 from fedsecure.fl.config import TrainConfig
 from fedsecure.fl.model import model_to_vector, vector_size, vector_to_model
 from fedsecure.fl.server import RoundAggregate, clip_update
 from fedsecure.messages import SERVER_ID
 from fedsecure.runtime.mpi_runner import (
+    DIGEST_BYTES,
     MPIRoundConfig,
     RankOutcome,
     agree_on_configuration,
@@ -80,9 +81,6 @@ duplicate of the communicator)."""
 
 WAIT_TIMEOUT_S = MPIRoundConfig().round_timeout_s
 """The longest a rank waits for a start-up peer, a training message or a client's report."""
-
-MPI_LOG_FILE = "mpi_rounds.log"
-"""In the run directory: rank 0's per-rank table of every aggregation round."""
 
 LOCAL_SETTINGS = ("run_dir", "device", "threads")
 """Options that may differ between ranks (where a rank runs, not what it computes)."""
@@ -123,9 +121,9 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None
     ``MPI.COMM_WORLD``).
 
     Rank 0 calls ``on_start(config)`` once every rank has agreed on the configuration and
-    ``on_round(row, config)`` after each round, and gets the :class:`~fedsecure.fl.loop.TrainResult`;
-    the other ranks get None.  The outcome says how to end the rank
-    (:func:`~fedsecure.runtime.mpi_runner.shutdown`).
+    ``on_round(row, config)`` after each round, and gets the
+    :class:`~fedsecure.fl.loop.TrainResult`; the other ranks get None.  The outcome says how
+    to end the rank (:func:`~fedsecure.runtime.mpi_runner.shutdown`).
     """
     from mpi4py import MPI
 
@@ -136,7 +134,7 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None
         fed = _preflight(config, rank, world)
     except (ConfigurationError, BackendUnavailable) as exc:
         error = str(exc)
-    agree_on_configuration(comm, bytes(32) if fed is None else _digest(fed, world),
+    agree_on_configuration(comm, bytes(DIGEST_BYTES) if fed is None else _digest(fed, world),
                            what="training configuration or data", timeout_s=WAIT_TIMEOUT_S,
                            error=error)
     channel = _Channel(comm)
@@ -211,7 +209,7 @@ class _Server:
             self.channel.send(rank, GlobalModel(round=round_index, weights=weights))
         reports = self._collect_reports(round_index)
         trained = time.perf_counter()
-        with (Path(fed.config.run_dir) / MPI_LOG_FILE).open("a") as log:
+        with (Path(fed.config.run_dir) / rundir.MPI_LOG_FILE).open("a") as log:
             outcome = run_mpi_round(_round_config(fed, round_index, warm_up=not self.played),
                                     comm=self.comm, produce_update=_no_update_on_rank_0,
                                     stdout=log)

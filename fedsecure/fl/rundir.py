@@ -9,6 +9,7 @@ Layout (see docs/training.md)::
     checkpoint.pt          everything resume needs, rewritten atomically after every round
     model.pt               the final global model's state_dict
     personalization.json   per-client accuracy before/after local fine-tuning (if requested)
+    mpi_rounds.log         under ``train --mpi``: rank 0's per-rank table of every round
 
 The checkpoint is written with ``torch.save`` and holds only tensors, strings and numbers; it is
 read back with ``torch.load(..., weights_only=True)``, which refuses arbitrary objects.
@@ -34,6 +35,7 @@ PLOT_FILE = "metrics.png"
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
 PERSONALIZATION_FILE = "personalization.json"
+MPI_LOG_FILE = "mpi_rounds.log"
 
 CHECKPOINT_FORMAT = "fedsecure.fl.checkpoint/1"
 RNG_SCHEME = "numpy SeedSequence(seed, spawn_key=(round, purpose[, client]))/1"

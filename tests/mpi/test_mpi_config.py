@@ -41,6 +41,7 @@ def test_unusable_faults_are_refused(faults, match):
 @pytest.mark.parametrize("option, value", [
     ("protocol", "rot13"), ("dim", 0), ("deadline_s", 0.0), ("deadline_s", float("inf")),
     ("round_timeout_s", -1.0), ("seed", -1), ("phase_deadlines_s", {"collect_keys": 0}),
+    ("protocol_options", {1: 2}), ("protocol_options", "scale_bits=20"), ("round", -1),
 ])
 def test_bad_values_are_refused_by_name(option, value):
     with pytest.raises(ConfigurationError, match=option.split("_s")[0]):
@@ -61,9 +62,22 @@ def test_digest_changes_with_any_option_and_the_world_size():
     assert base.digest(4) == MPIRoundConfig(protocol="plaintext", dim=10).digest(4)
     variants = [MPIRoundConfig(protocol="plaintext", dim=11),
                 MPIRoundConfig(protocol="plaintext", dim=10, seed=1),
-                MPIRoundConfig(protocol="plaintext", dim=10, faults=(Crash(1, "PlainUpdate"),))]
+                MPIRoundConfig(protocol="plaintext", dim=10, faults=(Crash(1, "PlainUpdate"),)),
+                MPIRoundConfig(protocol="plaintext", dim=10, round=2),
+                MPIRoundConfig(protocol="plaintext", dim=10, protocol_options={"x": 1})]
     digests = {base.digest(4), base.digest(5), *(v.digest(4) for v in variants)}
-    assert len(digests) == 5
+    assert len(digests) == 7
+
+
+def test_protocol_options_and_round_reach_the_aggregator():
+    config = MPIRoundConfig(protocol="secagg", dim=8, round=4, protocol_options={"scale_bits": 20})
+    aggregator = config.aggregator(3, bytes(16))
+    assert aggregator.spec.round == 4 and aggregator.spec.n_clients == 3
+    assert aggregator.quantization_error == 2.0**-20
+    bad = MPIRoundConfig(protocol="secagg", dim=8, protocol_options={"scale_bitz": 20})
+    with pytest.raises(ConfigurationError, match=r"^protocol_options=\{'scale_bitz': 20\}: not"
+                                                 r" accepted by protocol 'secagg'"):
+        bad.aggregator(3, bytes(16))
 
 
 def test_synthetic_updates_are_reproducible_per_client_and_in_range():

@@ -4,12 +4,14 @@ The MPI run is compared with the in-process loop on the same configuration: with
 round ends within 0.5 percentage points of the in-process accuracy and the final models differ
 by no more than the accumulated quantization error; with plaintext aggregation the two runs
 are identical bit for bit.  The run directory is an ordinary one (the in-process loop resumes
-it).  Configuration errors stop every rank with the same line before any training.
+it).  Configuration errors stop every rank with the same line before any training; a client
+rank that dies mid-aggregation is dropped from that round, and the run stops after it.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,8 @@ from fedsecure.fl.model import model_to_vector  # noqa: E402
 from fedsecure.protocols.base import available_protocols  # noqa: E402
 
 JOB = ["--dataset", "digits", "--clients", "4", "--rounds", "3"]  # mpirun -n 5
+CRASH_WORKER = str(Path(__file__).with_name("train_crash_worker.py"))
+CRASH_EXIT_STATUS = 75  # fedsecure.runtime.mpi_runner.CRASH_EXIT_STATUS, as mpirun reports it
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +111,21 @@ def test_ranks_with_different_training_options_refuse_to_start(launcher, tmp_pat
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("ranks [2] run a different training configuration or data") == 3
     assert not (tmp_path / "mpi" / "checkpoint.pt").exists()
+
+
+@pytest.mark.skipif("secagg" not in available_protocols(), reason="secagg is not in this build")
+def test_a_client_rank_that_dies_ends_the_run_after_its_round(launcher, tmp_path):
+    run_dir = tmp_path / "mpi"
+    done = launcher.run(5, [CRASH_WORKER, "4", "2", "train", "--mpi", *JOB, "--rounds", "4",
+                            "--deadline-s", "2", "--quiet", "--run-dir", str(run_dir)],
+                        timeout_s=240)
+    context = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    assert done.returncode == CRASH_EXIT_STATUS, context  # mpirun passes the dead rank's on
+    assert "client ranks [4] stopped reporting in round 2; training stops" in done.stderr
+    assert "Traceback" not in done.stderr, context
+    rows = json.loads((run_dir / "metrics.json").read_text())
+    # Round 2 finished without client 3 (rank 4) -- SecAgg's threshold is 3 of 4 -- and was
+    # saved; no round ran after it.
+    assert [(r["round"], r["survivors"], r["dropped"], r["aborted"]) for r in rows] == [
+        (1, [0, 1, 2, 3], [], None), (2, [0, 1, 2], [3], None)]
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["round"] == 2
