@@ -43,7 +43,7 @@ class DeterministicRandom:
     def bytes(self, n: int) -> bytes:
         return self._enc.update(bytes(n))
 
-    def fork(self, label: str | int) -> "DeterministicRandom":
+    def fork(self, label: str | int) -> DeterministicRandom:
         """An independent stream derived from this one (e.g. one per simulated party)."""
         return DeterministicRandom(self.bytes(32) + str(label).encode())
 

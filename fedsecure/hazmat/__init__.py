@@ -7,11 +7,23 @@ Shamir secret sharing over GF(2^31 - 1) in numpy (:mod:`.shamir`).
 
 from fedsecure.hazmat.aead import OVERHEAD, seal, unseal
 from fedsecure.hazmat.agreement import (
-    KeyPair, agree, agree_many, derive_key, generate_keypair, public_key_of)
+    KeyPair,
+    agree,
+    agree_many,
+    derive_key,
+    generate_keypair,
+    public_key_of,
+)
 from fedsecure.hazmat.prg import MaskPRG, expand
 from fedsecure.hazmat.shamir import (
-    CHUNKS, SHARE_BYTES, lagrange_weights_at_zero, reconstruct_secrets, share_from_bytes,
-    share_secrets, share_to_bytes)
+    CHUNKS,
+    SHARE_BYTES,
+    lagrange_weights_at_zero,
+    reconstruct_secrets,
+    share_from_bytes,
+    share_secrets,
+    share_to_bytes,
+)
 from fedsecure.hazmat.signing import generate_signing_key, sign, verify
 
 __all__ = [

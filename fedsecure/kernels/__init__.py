@@ -6,10 +6,19 @@ decodes them; :mod:`.modular` adds, subtracts and reduces ring vectors in place.
 """
 
 from fedsecure.kernels.modular import (
-    add_into, add_into_reference, reduce_into, reduce_into_reference, sub_into,
-    sub_into_reference)
+    add_into,
+    add_into_reference,
+    reduce_into,
+    reduce_into_reference,
+    sub_into,
+    sub_into_reference,
+)
 from fedsecure.kernels.quantize import (
-    dequantize, dequantize_reference, quantize, quantize_reference)
+    dequantize,
+    dequantize_reference,
+    quantize,
+    quantize_reference,
+)
 
 __all__ = [
     "add_into", "add_into_reference", "sub_into", "sub_into_reference",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Union
 
+from fedsecure.messages.ckks import CKKS_MESSAGES
 from fedsecure.messages.envelope import (
     PROTOCOL_VERSION,
     SERVER_ID,
@@ -17,7 +18,6 @@ from fedsecure.messages.envelope import (
     Message,
     envelope_type,
 )
-from fedsecure.messages.ckks import CKKS_MESSAGES
 from fedsecure.messages.plaintext import PLAINTEXT_MESSAGES, PlainUpdate
 from fedsecure.messages.secagg import (
     SECAGG_MESSAGES,
@@ -35,7 +35,7 @@ from fedsecure.messages.secagg import (
 )
 
 ALL_MESSAGES = SECAGG_MESSAGES + PLAINTEXT_MESSAGES + CKKS_MESSAGES
-Body = Union[ALL_MESSAGES]  # type: ignore[valid-type]
+Body = Union[ALL_MESSAGES]  # type: ignore[valid-type]  # noqa: UP007 (a runtime union of a tuple)
 Envelope = envelope_type(Body)
 CODEC = Codec(Envelope)
 encode = CODEC.encode

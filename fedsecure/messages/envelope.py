@@ -43,7 +43,7 @@ class ArrayPayload(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_
     data: bytes
 
     @classmethod
-    def pack(cls, array: np.ndarray) -> "ArrayPayload":
+    def pack(cls, array: np.ndarray) -> ArrayPayload:
         array = np.ascontiguousarray(array)
         dtype = array.dtype.newbyteorder("<").str
         if dtype not in ("<u4", "<u8", "<f4", "<f8"):

@@ -3,6 +3,8 @@
 Importing this package registers the built-in protocols with ``make_aggregator``.
 """
 
-from fedsecure.protocols import plaintext  # noqa: F401
-from fedsecure.protocols import secagg  # noqa: F401
-from fedsecure.protocols import ckks  # noqa: F401
+from fedsecure.protocols import (
+    ckks,  # noqa: F401
+    plaintext,  # noqa: F401
+    secagg,  # noqa: F401
+)

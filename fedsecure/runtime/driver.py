@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
 
 from fedsecure.errors import MalformedMessage
 from fedsecure.messages import CODEC, SERVER_ID

@@ -16,13 +16,12 @@ strikes, so the same schedule means the same thing in simulation and under ``mpi
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import msgspec
 
 from fedsecure.runtime.transport import Transport
-
 
 ANY_MESSAGE = "*"
 

@@ -9,8 +9,8 @@ The same drivers run under MPI with a real clock (``runtime.mpi_runner``).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 

@@ -21,7 +21,7 @@ class MemoryNetwork:
         self._shuffle = random.Random(reorder_seed).shuffle if reorder_seed is not None else None
         self.bytes_delivered = 0
 
-    def endpoint(self, party_id: int) -> "MemoryTransport":
+    def endpoint(self, party_id: int) -> MemoryTransport:
         return MemoryTransport(self, party_id)
 
     def post(self, source: int, recipient: int, data: bytes) -> None:

@@ -9,7 +9,12 @@ from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError, IntegrityError
 from fedsecure.hazmat.agreement import (
-    agree, agree_many, derive_key, generate_keypair, public_key_of)
+    agree,
+    agree_many,
+    derive_key,
+    generate_keypair,
+    public_key_of,
+)
 from fedsecure.rng import DeterministicRandom
 
 # RFC 7748, section 6.1.

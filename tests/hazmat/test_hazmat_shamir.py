@@ -7,8 +7,15 @@ from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError, IntegrityError, MalformedMessage
 from fedsecure.hazmat.shamir import (
-    CHUNKS, PRIME, SHARE_BYTES, lagrange_weights_at_zero, reconstruct_secrets, share_from_bytes,
-    share_secrets, share_to_bytes)
+    CHUNKS,
+    PRIME,
+    SHARE_BYTES,
+    lagrange_weights_at_zero,
+    reconstruct_secrets,
+    share_from_bytes,
+    share_secrets,
+    share_to_bytes,
+)
 from fedsecure.rng import DeterministicRandom
 
 secret_lists = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=4)

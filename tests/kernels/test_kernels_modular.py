@@ -8,8 +8,13 @@ from hypothesis.extra import numpy as hnp
 
 from fedsecure.errors import ConfigurationError, InvalidInput
 from fedsecure.kernels.modular import (
-    add_into, add_into_reference, reduce_into, reduce_into_reference, sub_into,
-    sub_into_reference)
+    add_into,
+    add_into_reference,
+    reduce_into,
+    reduce_into_reference,
+    sub_into,
+    sub_into_reference,
+)
 
 
 @st.composite

@@ -8,7 +8,11 @@ from hypothesis.extra import numpy as hnp
 
 from fedsecure.errors import ConfigurationError, InvalidInput
 from fedsecure.kernels.quantize import (
-    dequantize, dequantize_reference, quantize, quantize_reference)
+    dequantize,
+    dequantize_reference,
+    quantize,
+    quantize_reference,
+)
 from fedsecure.rng import DeterministicRandom, random_uint32
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-
-from fedsecure.protocols.base import AggregationSpec, ClientDropped, make_aggregator
-from fedsecure.runtime.driver import Deadlines
 import pytest
 
 from fedsecure.errors import ConfigurationError
+from fedsecure.protocols.base import AggregationSpec, ClientDropped, make_aggregator
+from fedsecure.runtime.driver import Deadlines
 from fedsecure.runtime.faults import Crash, Delay, Silent, parse_fault
 from fedsecure.runtime.simulation import simulate_round
 

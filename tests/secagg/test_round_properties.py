@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from fedsecure.errors import InsufficientParticipants
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
-
 from tests.secagg.helpers import CLIENT_TAGS, exact_sum, grid_inputs, make_secagg
 
 

@@ -53,7 +53,6 @@ from fedsecure.protocols.base import AggregateResult
 from fedsecure.protocols.ckks import wire
 from fedsecure.protocols.phased import PhasedServer
 
-PHASES = ("collect_keys", "collect_context", "collect_updates", "collect_decryption")
 _KEY_CHECK_PRIVATE = bytes(range(1, 33))  # any scalar: small-order points give all zeros
 WEIGHT_TOLERANCE = 0.25  # |decoded total weight - nearest integer| allowed (noise is ~1e-6)
 

@@ -28,14 +28,13 @@ import struct
 import numpy as np
 
 from fedsecure.errors import (
-    IntegrityError,
     InsufficientParticipants,
+    IntegrityError,
     MalformedMessage,
     UnexpectedMessage,
     UnsafeRequest,
 )
-from fedsecure.hazmat import generate_keypair, seal, unseal
-from fedsecure.hazmat import shamir
+from fedsecure.hazmat import generate_keypair, seal, shamir, unseal
 from fedsecure.kernels import quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,

@@ -29,8 +29,8 @@ from collections import defaultdict
 import numpy as np
 
 from fedsecure.errors import (
-    IntegrityError,
     InsufficientParticipants,
+    IntegrityError,
     MalformedMessage,
     ProtocolAborted,
 )
