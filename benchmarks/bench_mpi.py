@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from fedsecure.protocols.base import make_aggregator
 from fedsecure.runtime.mpi_runner import MPIRoundConfig, synthetic_update
 from fedsecure.runtime.simulation import simulate_round
 
@@ -84,7 +83,7 @@ def simulated_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict
     inputs = {c: synthetic_update(config, c) for c in range(1, n + 1)}
     times, report = [], None
     for i in range(repeats + 1):  # the first round warms up kernels and lazy imports
-        aggregator = make_aggregator(protocol, config.spec(n, os.urandom(16)))
+        aggregator = config.aggregator(n, os.urandom(16))
         began = time.perf_counter()
         report = simulate_round(aggregator, inputs)
         if i:
