@@ -43,10 +43,6 @@ class DeterministicRandom:
     def bytes(self, n: int) -> bytes:
         return self._enc.update(bytes(n))
 
-    def fork(self, label: str | int) -> DeterministicRandom:
-        """An independent stream derived from this one (e.g. one per simulated party)."""
-        return DeterministicRandom(self.bytes(32) + str(label).encode())
-
 
 def random_uint32(rng: RandomSource, count: int) -> np.ndarray:
     """``count`` uniform 32-bit words from ``rng`` (for stochastic rounding and the like)."""

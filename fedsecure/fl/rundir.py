@@ -61,10 +61,6 @@ def write_json(path: Path, value) -> None:
     _replace_atomically(path, lambda handle: handle.write(data))
 
 
-def read_json(path: Path):
-    return json.loads(path.read_text())
-
-
 def save_checkpoint(run_dir: Path, *, completed_round: int, model_state: Mapping,
                     config: dict, metrics: Sequence[dict], seed: int) -> None:
     """Atomically (re)write the checkpoint after ``completed_round``."""

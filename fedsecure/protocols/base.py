@@ -298,7 +298,7 @@ def make_aggregator(protocol: str, spec: AggregationSpec, **options) -> Aggregat
     return factory(spec, **options)
 
 
-def validate_vector(vector, length: int, clip: float | None = None) -> np.ndarray:
+def validate_vector(vector, length: int) -> np.ndarray:
     """Check a client's input before anything is sent: 1-D, real, finite, right length."""
     array = np.asarray(vector)
     if array.dtype.kind not in "fiu" or array.dtype == np.bool_:

@@ -19,7 +19,6 @@ class MemoryNetwork:
         self._inboxes: dict[int, deque[tuple[int, bytes]]] = defaultdict(deque)
         self.transcript: list[tuple[int, int, bytes]] | None = [] if record else None
         self._shuffle = random.Random(reorder_seed).shuffle if reorder_seed is not None else None
-        self.bytes_delivered = 0
 
     def endpoint(self, party_id: int) -> MemoryTransport:
         return MemoryTransport(self, party_id)
@@ -28,7 +27,6 @@ class MemoryNetwork:
         self._inboxes[recipient].append((source, bytes(data)))
         if self.transcript is not None:
             self.transcript.append((source, recipient, bytes(data)))
-        self.bytes_delivered += len(data)
 
     def collect(self, party_id: int) -> list[tuple[int, bytes]]:
         inbox = self._inboxes[party_id]
