@@ -27,12 +27,11 @@ from fedsecure.runtime.simulation import simulate_round
 from tests.ckks.helpers import (
     TENSEAL_REASON,
     TEST_PARAMS,
-    Harness,
-    events_of,
     make_ckks,
     plain_mean,
     random_inputs,
 )
+from tests.harness import Harness, events_of
 
 pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he

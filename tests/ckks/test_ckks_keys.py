@@ -15,11 +15,10 @@ from tests.ckks.helpers import (
     SESSION,
     TENSEAL_REASON,
     TEST_PARAMS,
-    Harness,
-    events_of,
     plain_mean,
     random_inputs,
 )
+from tests.harness import Harness, events_of
 
 pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he

@@ -17,11 +17,10 @@ from fedsecure.messages.secagg import AdvertiseKeys
 from fedsecure.protocols.base import ClientDropped, LateMessage, RoundAborted
 from tests.ckks.helpers import (
     TENSEAL_REASON,
-    Harness,
-    events_of,
     make_ckks,
     random_inputs,
 )
+from tests.harness import Harness, events_of
 
 pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he

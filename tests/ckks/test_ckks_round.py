@@ -17,11 +17,11 @@ from fedsecure.runtime.faults import Crash, Delay, Silent
 from fedsecure.runtime.simulation import simulate_round
 from tests.ckks.helpers import (
     TENSEAL_REASON,
-    Harness,
     make_ckks,
     plain_mean,
     random_inputs,
 )
+from tests.harness import Harness
 
 ts = pytest.importorskip("tenseal", reason=TENSEAL_REASON)
 pytestmark = pytest.mark.he

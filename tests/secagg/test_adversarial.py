@@ -23,7 +23,7 @@ from fedsecure.messages import (
 from fedsecure.protocols.base import ClientDropped, PeerIgnored, RoundAborted
 from fedsecure.runtime.faults import Corrupt
 from fedsecure.runtime.simulation import simulate_round
-from tests.secagg.harness import Harness
+from tests.harness import Harness
 from tests.secagg.helpers import exact_sum, grid_inputs, make_secagg
 
 

@@ -9,7 +9,7 @@ import pytest
 from fedsecure.messages import Abort
 from fedsecure.messages.secagg import SECAGG_MESSAGES
 from fedsecure.protocols.base import ClientDropped
-from tests.secagg.harness import Harness
+from tests.harness import Harness
 from tests.secagg.helpers import grid_inputs, make_secagg
 
 CLIENT_PHASES = ["advertised", "shared", "masked"]
