@@ -192,8 +192,8 @@ class PartyDriver:
         envelopes = self._timed(self.party.messages_to_send)
         for envelope in envelopes:
             data = self._timed(self.codec.encode, envelope)
-            self.stats.bytes_sent[type(envelope.body).__name__] += len(data)
-            self.transport.send(envelope.recipient, data)
+            if self.transport.send(envelope.recipient, data):
+                self.stats.bytes_sent[type(envelope.body).__name__] += len(data)
         return bool(envelopes)
 
     def _drain_events(self) -> None:

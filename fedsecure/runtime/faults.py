@@ -94,9 +94,9 @@ class FaultyTransport(Transport):
         self._dead = False
         self._held: list[tuple[float, int, bytes]] = []
 
-    def send(self, recipient: int, data: bytes) -> None:
+    def send(self, recipient: int, data: bytes) -> bool:
         if self._dead or self._silent:
-            return
+            return False
         tag = message_tag(data) if self.faults else None
         delay = 0.0
         for fault in self.faults:
@@ -105,10 +105,10 @@ class FaultyTransport(Transport):
                 if self.on_crash is not None:
                     self.on_crash()
                 self.inner.close()
-                return
+                return False
             if isinstance(fault, Silent) and fault.before == tag:
                 self._silent = True
-                return
+                return False
             if isinstance(fault, Delay) and fault.message in (tag, ANY_MESSAGE):
                 delay = max(delay, fault.seconds)
             if isinstance(fault, Corrupt) and fault.message == tag and data:
@@ -117,8 +117,8 @@ class FaultyTransport(Transport):
                 data = bytes(corrupted)
         if delay > 0:
             self._held.append((self.clock() + delay, recipient, data))
-        else:
-            self.inner.send(recipient, data)
+            return True
+        return self.inner.send(recipient, data)
 
     def _release_due(self) -> None:
         now = self.clock()

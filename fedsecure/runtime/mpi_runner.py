@@ -283,8 +283,8 @@ class _UntilRoundOver(Transport):
         self.party_id = data.party_id
         self.round_over = False
 
-    def send(self, recipient: int, data: bytes) -> None:
-        self.data.send(recipient, data)
+    def send(self, recipient: int, data: bytes) -> bool:
+        return self.data.send(recipient, data)
 
     def poll(self) -> list[tuple[int, bytes]]:
         return self.data.poll()

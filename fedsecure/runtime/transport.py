@@ -15,8 +15,9 @@ class Transport(ABC):
     party_id: int
 
     @abstractmethod
-    def send(self, recipient: int, data: bytes) -> None:
-        """Queue ``data`` for ``recipient`` (never blocks on the recipient)."""
+    def send(self, recipient: int, data: bytes) -> bool:
+        """Queue ``data`` for ``recipient`` (never blocks on the recipient); False if this
+        endpoint dropped it instead (closed, or silenced by a fault)."""
 
     @abstractmethod
     def poll(self) -> list[tuple[int, bytes]]:

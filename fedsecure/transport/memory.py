@@ -43,9 +43,10 @@ class MemoryTransport(Transport):
         self.party_id = party_id
         self._closed = False
 
-    def send(self, recipient: int, data: bytes) -> None:
+    def send(self, recipient: int, data: bytes) -> bool:
         if not self._closed:
             self.network.post(self.party_id, recipient, data)
+        return not self._closed
 
     def poll(self) -> list[tuple[int, bytes]]:
         return [] if self._closed else self.network.collect(self.party_id)

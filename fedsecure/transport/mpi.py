@@ -81,9 +81,9 @@ class MPITransport(Transport):
 
     # ------------------------------------------------------------------ Transport interface
 
-    def send(self, recipient: int, data: bytes) -> None:
+    def send(self, recipient: int, data: bytes) -> bool:
         if self.closed:
-            return
+            return False
         if isinstance(recipient, bool) or not isinstance(recipient, int) or not (
             0 <= recipient < self.world_size
         ):
@@ -94,6 +94,7 @@ class MPITransport(Transport):
         request = self.comm.Isend([payload, MPI.BYTE], dest=recipient, tag=self.tag)
         self._sends.append(_Transfer(recipient, payload, request))
         self._reap_sends()
+        return True
 
     def poll(self) -> list[tuple[int, bytes]]:
         if self.closed:

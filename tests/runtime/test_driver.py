@@ -65,3 +65,12 @@ def test_fault_parsing():
     assert parse_fault("crash", "5:UnmaskShares") == Crash(5, "UnmaskShares")
     with pytest.raises(ConfigurationError, match="PARTY:MESSAGE"):
         parse_fault("silent", "three")
+
+
+def test_bytes_of_a_silenced_message_are_not_counted_as_sent():
+    spec = AggregationSpec(n_clients=4, vector_length=50)
+    aggregator = make_aggregator("secagg", spec)
+    report = simulate_round(aggregator, _inputs(4, 50), faults=[Silent(2, "MaskedInput")])
+    assert "MaskedInput" not in report.stats[2].bytes_sent
+    assert report.stats[2].bytes_sent["EncryptedShares"] > 0
+    assert report.stats[1].bytes_sent["MaskedInput"] > 0
