@@ -31,7 +31,7 @@ from pathlib import Path
 
 import pytest
 
-from fedsecure.runtime.mpi_runner import MPIRoundConfig, synthetic_update
+from fedsecure.runtime.mpi_config import MPIRoundConfig, synthetic_update
 from fedsecure.runtime.simulation import simulate_round
 
 REPO = Path(__file__).absolute().parents[1]

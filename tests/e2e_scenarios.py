@@ -24,7 +24,7 @@ import numpy as np
 
 from fedsecure.protocols.base import AggregationSpec
 from fedsecure.runtime.faults import Crash, Fault, Silent
-from fedsecure.runtime.mpi_runner import MPIRoundConfig, plain_sum, synthetic_update
+from fedsecure.runtime.mpi_config import MPIRoundConfig, plain_sum, synthetic_update
 
 
 @dataclass(frozen=True)

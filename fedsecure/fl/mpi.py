@@ -67,9 +67,9 @@ from fedsecure.fl.config import TrainConfig
 from fedsecure.fl.model import model_to_vector, vector_size, vector_to_model
 from fedsecure.fl.server import RoundAggregate, clip_update
 from fedsecure.messages import SERVER_ID
+from fedsecure.runtime.mpi_config import MPIRoundConfig
 from fedsecure.runtime.mpi_runner import (
     DIGEST_BYTES,
-    MPIRoundConfig,
     RankOutcome,
     agree_on_configuration,
     run_mpi_round,

@@ -56,11 +56,7 @@ def register(subparsers) -> None:
 
 def build_config(args):
     """The round configuration from ``--config`` and the command-line overrides."""
-    from fedsecure.runtime.mpi_runner import (
-        MPIRoundConfig,
-        faults_from_cli,
-        load_config_file,
-    )
+    from fedsecure.runtime.mpi_config import MPIRoundConfig, faults_from_cli, load_config_file
 
     options = load_config_file(args.config) if args.config else {}
     for name in ("protocol", "dim", "seed", "max_weight", "clip", "min_clients", "deadline_s",

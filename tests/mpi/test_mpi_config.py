@@ -12,12 +12,8 @@ import pytest
 from fedsecure.errors import ConfigurationError
 from fedsecure.runtime.faults import Crash, Delay, Silent
 from fedsecure.runtime.mpi_cli import build_config, register
-from fedsecure.runtime.mpi_runner import (
-    MPIRoundConfig,
-    format_summary,
-    load_config_file,
-    synthetic_update,
-)
+from fedsecure.runtime.mpi_config import MPIRoundConfig, load_config_file, synthetic_update
+from fedsecure.runtime.mpi_runner import format_summary
 
 CONFIGS = sorted((Path(__file__).absolute().parents[2] / "mpi_launch" / "configs").iterdir())
 
