@@ -37,9 +37,10 @@ in any word is wrong in z except with probability 1/p.
    space; free variables are set to 0, and any solution gives the same P = Q / E (Q E' - Q' E
    has degree < m and m roots).  A nonzero remainder, or no solution, proves more than e
    errors.  The holders where P disagrees with z are dropped; the others are checked as in step
-   1 (a holder whose error cancelled in z fails there, and a second combination is tried) and
-   t of them reconstruct.  Cost O(m^3 / 3) modular operations, vectorized per pivot (about a
-   second at m = 1000 on one core), paid only when a share is wrong.
+   1 (a holder whose error cancelled in z, probability <= e / p, fails there, and another
+   combination is tried, up to three) and t of them reconstruct.  Cost O(m^3 / 3) modular
+   operations, vectorized per pivot (about a second at m = 1000 on one core), paid only when a
+   share is wrong.
 
 Beyond the bound the decoder raises IntegrityError unless the shares are within e of another
 codeword: m - t + 1 - e or more colluding holders can steer it to a wrong secret and get
@@ -103,14 +104,14 @@ def shares_from_bytes_many(blobs: Sequence[bytes]) -> np.ndarray:
     """
     lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
     wrong = np.flatnonzero(lengths != SHARE_BYTES)
-    if wrong.size:
-        index = int(wrong[0])
-        raise MalformedMessage(f"share {index}: a share is {SHARE_BYTES} bytes, got {lengths[index]}")
-    rows = np.frombuffer(b"".join(blobs), dtype="<u4").reshape(len(blobs), CHUNKS)
+    sized = int(wrong[0]) if wrong.size else len(blobs)  # blobs before the first wrong length
+    rows = np.frombuffer(b"".join(blobs[:sized]), dtype="<u4").reshape(sized, CHUNKS)
     outside = np.flatnonzero((rows >= PRIME).any(axis=1))
     if outside.size:
         raise MalformedMessage(
             f"share {int(outside[0])}: element out of the field range [0, 2^31 - 1)")
+    if sized < len(blobs):
+        raise MalformedMessage(f"share {sized}: a share is {SHARE_BYTES} bytes, got {lengths[sized]}")
     return rows.astype(np.uint32)
 
 
@@ -149,7 +150,8 @@ def decode_secrets(xs: Sequence[int], shares: np.ndarray, threshold: int, *,
     correct) when the shares are not within that distance of a degree-(threshold-1) codeword or a
     decoded chunk is out of its 3-byte (last: 2-byte) range.  With m == threshold nothing can be
     checked: this is :func:`reconstruct_secrets`.  ``rng`` draws the random combinations of the
-    module docstring; the result does not depend on it except with probability < 2^-60.
+    module docstring: a corrupted share goes unnoticed with probability <= 2 p^-2 < 2^-60, and
+    correctable shares are refused with probability <= (e / p)^3 < 2^-60 for m <= 1000.
 
     Cost: consistent shares O(m * n_secrets * CHUNKS + m^2), about one reconstruction; with wrong
     shares add O(m^3 / 3) modular operations for one Berlekamp-Welch system (module docstring).
@@ -169,7 +171,7 @@ def decode_secrets(xs: Sequence[int], shares: np.ndarray, threshold: int, *,
 
 
 _CHECKS = 2  # random combinations per consistency check: a false pass has probability p^-2
-_ATTEMPTS = 2  # Berlekamp-Welch combinations tried before shares are declared too far off
+_ATTEMPTS = 3  # Berlekamp-Welch combinations tried: each misses one of e bad holders w.p. <= e/p
 _LIMB_BLOCK = 1 << 15  # 16-bit limb x 31-bit weight < 2^47; 2^15 of them sum below 2^62
 
 

@@ -1,4 +1,5 @@
-"""Shamir over GF(2^31 - 1): reconstruction, privacy of t-1 shares, sampling, wire form."""
+"""Shamir over GF(2^31 - 1): reconstruction, privacy of t-1 shares, sampling, wire form, and
+error-correcting decoding."""
 
 import numpy as np
 import pytest
@@ -10,11 +11,13 @@ from fedsecure.hazmat.shamir import (
     CHUNKS,
     PRIME,
     SHARE_BYTES,
+    decode_secrets,
     lagrange_weights_at_zero,
     reconstruct_secrets,
     share_from_bytes,
     share_secrets,
     share_to_bytes,
+    shares_from_bytes_many,
 )
 from fedsecure.rng import DeterministicRandom
 
@@ -245,3 +248,195 @@ def test_reconstruct_refuses_out_of_field_shares_and_bad_shapes():
         reconstruct_secrets([1, 2], shares[:, 0])
     with pytest.raises(ConfigurationError):
         reconstruct_secrets([1, 2], shares, weights=np.array([1]))
+
+
+# --- error-correcting decoding -------------------------------------------------------------
+
+
+@st.composite
+def corrupted_sharings(draw, beyond_bound: bool = False):
+    """(xs, shares, threshold, secrets, corrupted x-coordinates): m >= t holders, some of whose
+    shares are changed in at least one chunk of one secret -- at most (m - t) // 2 of them, or
+    (beyond_bound, m > t) more than that."""
+    threshold = draw(st.integers(1, 8))
+    m = threshold + draw(st.integers(1 if beyond_bound else 0, 10))
+    bound = (m - threshold) // 2
+    count = draw(st.integers(bound + 1, m) if beyond_bound else st.integers(0, bound))
+    xs = draw(st.lists(st.integers(1, PRIME - 1), min_size=m, max_size=m, unique=True))
+    secrets = draw(secret_lists)
+    shares = share_secrets(secrets, xs, threshold, rng=DeterministicRandom(draw(st.integers())))
+    corrupted = draw(st.permutations(range(m)))[:count]
+    for holder in corrupted:
+        cells = draw(st.lists(st.tuples(st.integers(0, len(secrets) - 1), st.integers(0, CHUNKS - 1)),
+                              min_size=1, max_size=4, unique=True))
+        for secret, chunk in cells:
+            delta = draw(st.integers(1, PRIME - 1))  # nonzero: the share really changes
+            shares[holder, secret, chunk] = (int(shares[holder, secret, chunk]) + delta) % PRIME
+    return xs, shares, threshold, secrets, {xs[i] for i in corrupted}
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=corrupted_sharings(), seed=st.integers())
+def test_decode_corrects_up_to_half_the_redundancy(case, seed):
+    xs, shares, threshold, secrets, corrupted = case
+    assert decode_secrets(xs, shares, threshold, rng=DeterministicRandom(seed)) == (secrets, corrupted)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=corrupted_sharings(beyond_bound=True))
+def test_decode_beyond_the_bound_raises_or_finds_a_nearby_codeword(case):
+    """Past (m - t) // 2 corrupted holders the decoder either raises, or the shares really are
+    that close to another codeword -- which takes >= m - t + 1 - e corrupted holders -- and its
+    answer is self-consistent: the holders it keeps agree on it."""
+    xs, shares, threshold, secrets, corrupted = case
+    bound = (len(xs) - threshold) // 2
+    try:
+        decoded, bad = decode_secrets(xs, shares, threshold)
+    except IntegrityError as error:
+        assert f"within {bound} errors" in str(error) or "out of range" in str(error)
+        return
+    assert len(bad) <= bound and len(corrupted) >= len(xs) - threshold + 1 - bound
+    kept = [i for i, x in enumerate(xs) if x not in bad]
+    assert decode_secrets([xs[i] for i in kept], shares[kept], threshold) == (decoded, frozenset())
+
+
+@pytest.mark.parametrize("m, threshold", [(3, 2), (4, 2), (9, 5), (10, 5), (31, 7)])
+def test_random_corruption_beyond_the_bound_raises(m, threshold):
+    """Uniformly random wrong shares at e + 1 holders are within e of no codeword (except with
+    probability ~ m^e / p^(m-t-e)), so the decoder refuses them."""
+    bound = (m - threshold) // 2
+    xs = list(range(1, m + 1))
+    for seed in range(10):
+        rng = DeterministicRandom(f"{m}-{threshold}-{seed}")
+        shares = share_secrets([rng.bytes(32), rng.bytes(32)], xs, threshold, rng=rng)
+        random_words = np.frombuffer(rng.bytes(SHARE_BYTES * (bound + 1)), dtype="<u4") % PRIME
+        shares[:bound + 1, 1] = random_words.reshape(bound + 1, CHUNKS)
+        with pytest.raises(IntegrityError, match=f"within {bound} errors"):
+            decode_secrets(xs, shares, threshold)
+
+
+def test_beyond_the_bound_colluding_holders_can_steer_the_decoder():
+    """The documented limit: m - t + 1 - e colluders move the shares next to another codeword, the
+    decoder returns its (wrong, in-range) secret and blames an honest holder."""
+    xs, threshold, secret = [1, 2, 3, 4, 5], 3, bytes(32)
+    shares = share_secrets([secret], xs, threshold).astype(np.int64)
+    # D vanishes at x = 1, 2 and D(0) = 1: the codeword shares + D hides secret + 1 in chunk 0.
+    scale = pow((0 - 1) * (0 - 2), PRIME - 2, PRIME)
+    for i, x in enumerate(xs[3:], start=3):  # holders 4 and 5 collude, holder 3 is honest
+        shares[i, 0, 0] = (shares[i, 0, 0] + scale * (x - 1) * (x - 2)) % PRIME
+    assert decode_secrets(xs, shares, threshold) == ([b"\x01" + bytes(31)], frozenset({3}))
+
+
+def test_decode_known_answer():
+    """f_c(x) = c + 7x for every chunk c of bytes(range(32)), built by hand; holder 3 lies."""
+    secret = bytes(range(32))
+    xs = [1, 2, 3, 4]
+    shares = np.array([[[(c + 7 * x) % PRIME for c in chunk_values(secret)]] for x in xs])
+    assert decode_secrets(xs, shares, 2) == ([secret], frozenset())
+    shares[2, 0, 5] = 0
+    assert decode_secrets(xs, shares, 2) == ([secret], frozenset({3}))
+    shares[3, 0, 0] = 1
+    with pytest.raises(IntegrityError, match="within 1 errors"):
+        decode_secrets(xs, shares, 2)
+
+
+def test_decode_without_redundancy_is_reconstruction():
+    secrets = [DeterministicRandom(i).bytes(32) for i in range(3)]
+    xs = [5, 6, 7]
+    shares = share_secrets(secrets, xs, 3)
+    assert decode_secrets(xs, shares, 3) == (secrets, frozenset())
+    shares[0, 1, 2] = (int(shares[0, 1, 2]) + 1) % PRIME  # undetectable, as in reconstruction
+    try:
+        assert decode_secrets(xs, shares, 3)[0] != secrets
+    except IntegrityError:
+        pass
+
+
+def test_one_extra_share_detects_but_cannot_correct():
+    xs = [1, 2, 3, 4]
+    shares = share_secrets([bytes(32)], xs, 3)
+    shares[3, 0, 10] ^= 1
+    with pytest.raises(IntegrityError, match="within 0 errors"):
+        decode_secrets(xs, shares, 3)
+
+
+class CountingRandom:
+    """Serves ``prefix`` first, then a deterministic stream; records each request's size."""
+
+    def __init__(self, prefix: bytes, seed: int):
+        self._inner, self.requests = ScriptedRandom(prefix, seed), []
+
+    def bytes(self, n: int) -> bytes:
+        self.requests.append(n)
+        return self._inner.bytes(n)
+
+
+def cancelling_case():
+    """Holder 2 of 5 (t = 2) is off by +1 in chunk 0 and -1 in chunk 1: all-ones weights cancel it."""
+    secret = DeterministicRandom(9).bytes(32)
+    shares = share_secrets([secret], [1, 2, 3, 4, 5], 2, rng=DeterministicRandom(9))
+    shares[1, 0, 0] = (int(shares[1, 0, 0]) + 1) % PRIME
+    shares[1, 0, 1] = (int(shares[1, 0, 1]) - 1) % PRIME
+    return secret, shares
+
+
+def test_an_error_cancelled_in_the_combination_is_found_by_the_next_one():
+    secret, shares = cancelling_case()
+    check, ones = DeterministicRandom(1).bytes(4 * CHUNKS * 2), np.ones(CHUNKS, "<u4").tobytes()
+    rng = CountingRandom(check + ones, seed=2)
+    assert decode_secrets([1, 2, 3, 4, 5], shares, 2, rng=rng) == ([secret], frozenset({2}))
+    # consistency check, combination 1 (cancels), its check fails, combination 2, its check
+    assert rng.requests == [8 * CHUNKS, 4 * CHUNKS, 8 * CHUNKS, 4 * CHUNKS, 8 * CHUNKS]
+
+
+def test_decode_gives_up_after_every_combination_cancels():
+    _, shares = cancelling_case()
+    check, ones = DeterministicRandom(1).bytes(4 * CHUNKS * 2), np.ones(CHUNKS, "<u4").tobytes()
+    rng = CountingRandom((check + ones) * 3, seed=2)  # three combinations are tried
+    with pytest.raises(IntegrityError, match="within 1 errors"):
+        decode_secrets([1, 2, 3, 4, 5], shares, 2, rng=rng)
+
+
+def test_decode_checks_its_arguments():
+    xs = [1, 2, 3]
+    shares = share_secrets([bytes(32)], xs, 2)
+    for threshold in (0, 4, 1.0):
+        with pytest.raises(ConfigurationError):
+            decode_secrets(xs, shares, threshold)
+    with pytest.raises(ConfigurationError):
+        decode_secrets(xs, shares[:, 0], 2)
+    with pytest.raises(ConfigurationError):
+        decode_secrets([1, 1, 2], shares, 2)
+    out_of_field = shares.astype(np.int64)
+    out_of_field[1, 0, 3] = PRIME
+    with pytest.raises(MalformedMessage):
+        decode_secrets(xs, out_of_field, 2)
+
+
+def test_decode_with_no_secrets():
+    assert decode_secrets([1, 2, 3], np.zeros((3, 0, CHUNKS), np.uint32), 2) == ([], frozenset())
+
+
+# --- batch wire parsing ---------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(rows=st.lists(st.lists(st.integers(0, PRIME - 1), min_size=CHUNKS, max_size=CHUNKS),
+                     max_size=20))
+def test_batch_parser_matches_the_single_parser(rows):
+    blobs = [share_to_bytes(np.array(row, dtype=np.uint32)) for row in rows]
+    parsed = shares_from_bytes_many(blobs)
+    assert parsed.shape == (len(rows), CHUNKS) and parsed.dtype == np.uint32
+    assert parsed.tolist() == rows
+    assert all(np.array_equal(share_from_bytes(b), row) for b, row in zip(blobs, parsed))
+
+
+@pytest.mark.parametrize("bad", [b"", bytes(43), bytes(45), bytes(40) + PRIME.to_bytes(4, "little"),
+                                 b"\xff" * SHARE_BYTES])
+@pytest.mark.parametrize("index", [0, 2])
+def test_batch_parser_names_the_first_bad_blob(bad, index):
+    blobs = [bytes(SHARE_BYTES)] * 3
+    blobs[index] = bad
+    blobs += [bytes(7), b"\xff" * SHARE_BYTES]  # later bad blobs are not the one reported
+    with pytest.raises(MalformedMessage, match=f"^share {index}:"):
+        shares_from_bytes_many(blobs)
