@@ -30,7 +30,7 @@ in any word is wrong in z except with probability 1/p.
    syndromes sum_i v_i x_i^j y_i, j < m - t, vanish, with v_i = 1 / prod_{l != i} (x_l - x_i)
    (the dual code is a generalized Reed-Solomon code).  Two combinations are checked, so
    inconsistent shares pass with probability <= p^-2 ~ 2^-62.  Cost O(m N) for the combinations
-   (16-bit limbs so int64 sums cannot overflow) + O(m^2): about one reconstruction.
+   (rho in 16-bit limbs so int64 sums cannot overflow) + O(m^2): about one reconstruction.
 2. Berlekamp-Welch on one combination z: find Q (deg < t + e) and a monic E (deg e) with
    Q(x_i) = z_i E(x_i) for every i, an m x (t + 2e) linear system solved by Gaussian
    elimination mod p in int64 (products < 2^62).  With fewer than e errors the solutions form a
@@ -172,7 +172,8 @@ def decode_secrets(xs: Sequence[int], shares: np.ndarray, threshold: int, *,
 
 _CHECKS = 2  # random combinations per consistency check: a false pass has probability p^-2
 _ATTEMPTS = 3  # Berlekamp-Welch combinations tried: each misses one of e bad holders w.p. <= e/p
-_LIMB_BLOCK = 1 << 15  # 16-bit limb x 31-bit weight < 2^47; 2^15 of them sum below 2^62
+_ROW_BLOCK = 256  # rows of the difference matrix at a time: 256 m int64 in memory
+_LIMB_BLOCK = 1 << 15  # 31-bit word x 16-bit weight limb < 2^47; 2^15 of them sum below 2^62
 
 
 def _correct_errors(x: np.ndarray, words: np.ndarray, threshold: int,
@@ -201,20 +202,17 @@ def _on_one_polynomial(x: np.ndarray, words: np.ndarray, threshold: int,
         return True
     combined = _combine(words, _uniform_field_elements(rng, (words.shape[1], _CHECKS)))
     terms = combined * _inverses(_difference_products(x))[:, None] % PRIME
-    for _ in range(checks):
-        if np.any(terms.sum(axis=0) % PRIME):
-            return False
-        terms = terms * x[:, None] % PRIME
-    return True
+    return not np.any(_combine(_powers(x, checks).T, terms))  # the syndromes
 
 
 def _combine(words: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """words @ weights mod p for int64 field elements (m, N) @ (N, k), without overflow."""
-    total = np.zeros((words.shape[0], weights.shape[1]), dtype=np.int64)
+    k = weights.shape[1]
+    limbs = np.concatenate([weights >> 16, weights & 0xFFFF], axis=1)  # weights = high 2^16 + low
+    total = np.zeros((words.shape[0], k), dtype=np.int64)
     for start in range(0, words.shape[1], _LIMB_BLOCK):
-        block, factors = words[:, start:start + _LIMB_BLOCK], weights[start:start + _LIMB_BLOCK]
-        high = (block >> 16) @ factors % PRIME
-        total = (total + (high << 16) + (block & 0xFFFF) @ factors) % PRIME
+        parts = words[:, start:start + _LIMB_BLOCK] @ limbs[start:start + _LIMB_BLOCK] % PRIME
+        total = (total + (parts[:, :k] << 16) + parts[:, k:]) % PRIME
     return total
 
 
@@ -282,33 +280,45 @@ def _evaluate(polynomial: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _powers(x: np.ndarray, count: int) -> np.ndarray:
-    """(len(x), count) int64: x_i^k mod p for k < count."""
+    """(len(x), count) int64: x_i^k mod p for k < count (doubling the filled columns each step)."""
     powers = np.ones((len(x), count), dtype=np.int64)
-    for k in range(1, count):
-        powers[:, k] = powers[:, k - 1] * x % PRIME
+    filled = 1
+    while filled < count:
+        step = min(filled, count - filled)
+        top = powers[:, filled - 1] * x % PRIME  # x^filled
+        powers[:, filled:filled + step] = powers[:, :step] * top[:, None] % PRIME
+        filled += step
     return powers
 
 
 def _difference_products(x: np.ndarray) -> np.ndarray:
-    """prod_{j != i} (x_j - x_i) mod p for every i."""
-    products = np.ones(len(x), dtype=np.int64)
-    for j, xj in enumerate(x):
-        difference = (xj - x) % PRIME
-        difference[j] = 1
-        products = products * difference % PRIME
+    """prod_{j != i} (x_j - x_i) mod p for every i: a block of rows of the difference matrix at a
+    time, each row's product by halving (multiply the two halves) until one column is left."""
+    products = np.empty(len(x), dtype=np.int64)
+    for start in range(0, len(x), _ROW_BLOCK):
+        rows = (x[None, :] - x[start:start + _ROW_BLOCK, None]) % PRIME
+        rows[np.arange(len(rows)), np.arange(start, start + len(rows))] = 1
+        while rows.shape[1] > 1:
+            half = rows.shape[1] // 2
+            folded = rows[:, :half] * rows[:, half:2 * half] % PRIME
+            rows = np.concatenate([folded, rows[:, 2 * half:]], axis=1)
+        products[start:start + len(rows)] = rows[:, 0]
     return products
 
 
 def _inverses(values: np.ndarray) -> np.ndarray:
-    """Inverses mod p of nonzero field elements (Fermat)."""
-    return np.array([pow(v, PRIME - 2, PRIME) for v in values.tolist()], dtype=np.int64)
+    """Inverses mod p of nonzero int64 field elements: v^(p-2), square-and-multiply on the array."""
+    result, power, exponent = np.ones_like(values), values, PRIME - 2
+    while exponent:
+        if exponent & 1:
+            result = result * power % PRIME
+        power, exponent = power * power % PRIME, exponent >> 1
+    return result
 
 
 def _interpolate_secrets(weights: np.ndarray, values: np.ndarray) -> list[bytes]:
     """sum_i w_i y_i mod p per chunk, range-checked and packed into secrets."""
-    chunks = np.zeros(values.shape[1:], dtype=np.int64)
-    for weight, share in zip(weights, values):
-        chunks = (chunks + weight * share) % PRIME
+    chunks = _combine(values.reshape(len(weights), -1).T, weights[:, None]).reshape(values.shape[1:])
     if np.any(chunks >= _CHUNK_LIMITS):
         raise IntegrityError("reconstructed secret is out of range: a share is corrupted")
     return _chunks_to_secrets(chunks)
