@@ -30,7 +30,8 @@ in any word is wrong in z except with probability 1/p.
    syndromes sum_i v_i x_i^j y_i, j < m - t, vanish, with v_i = 1 / prod_{l != i} (x_l - x_i)
    (the dual code is a generalized Reed-Solomon code).  Two combinations are checked, so
    inconsistent shares pass with probability <= p^-2 ~ 2^-62.  Cost O(m N) for the combinations
-   (rho in 16-bit limbs so int64 sums cannot overflow) + O(m^2): about one reconstruction.
+   (rho in 16-bit limbs so int64 sums cannot overflow) + O(m^2): 4x a reconstruction from
+   t = m / 2 shares (benchmarks/bench_shamir.py).
 2. Berlekamp-Welch on one combination z: find Q (deg < t + e) and a monic E (deg e) with
    Q(x_i) = z_i E(x_i) for every i, an m x (t + 2e) linear system solved by Gaussian
    elimination mod p in int64 (products < 2^62).  With fewer than e errors the solutions form a
@@ -39,8 +40,8 @@ in any word is wrong in z except with probability 1/p.
    errors.  The holders where P disagrees with z are dropped; the others are checked as in step
    1 (a holder whose error cancelled in z, probability <= e / p, fails there, and another
    combination is tried, up to three) and t of them reconstruct.  Cost O(m^3 / 3) modular
-   operations, vectorized per pivot (about a second at m = 1000 on one core), paid only when a
-   share is wrong.
+   operations, vectorized per pivot (1.3-2.4 s at m = 1001 on the shared development machine),
+   paid only when a share is wrong.
 
 Beyond the bound the decoder raises IntegrityError unless the shares are within e of another
 codeword: m - t + 1 - e or more colluding holders can steer it to a wrong secret and get
@@ -153,7 +154,7 @@ def decode_secrets(xs: Sequence[int], shares: np.ndarray, threshold: int, *,
     module docstring: a corrupted share goes unnoticed with probability <= 2 p^-2 < 2^-60, and
     correctable shares are refused with probability <= (e / p)^3 < 2^-60 for m <= 1000.
 
-    Cost: consistent shares O(m * n_secrets * CHUNKS + m^2), about one reconstruction; with wrong
+    Cost: consistent shares O(m * n_secrets * CHUNKS + m^2), a few reconstructions; with wrong
     shares add O(m^3 / 3) modular operations for one Berlekamp-Welch system (module docstring).
     Beyond the bound a wrong codeword can be returned (module docstring), so callers still
     authenticate the secrets.
@@ -189,8 +190,8 @@ def _correct_errors(x: np.ndarray, words: np.ndarray, threshold: int,
         if _on_one_polynomial(x[good], words[good], threshold, rng):
             return good
     raise IntegrityError(
-        f"the {len(x)} shares are not within {correctable} errors (the most {len(x)} shares at "
-        f"threshold {threshold} can correct) of one polynomial of degree {threshold - 1}")
+        f"more wrong shares than the {correctable} that {len(x)} shares at threshold {threshold} "
+        f"can correct: no polynomial of degree {threshold - 1} is that close to them")
 
 
 def _on_one_polynomial(x: np.ndarray, words: np.ndarray, threshold: int,

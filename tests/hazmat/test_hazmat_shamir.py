@@ -266,12 +266,18 @@ def corrupted_sharings(draw, beyond_bound: bool = False):
     secrets = draw(secret_lists)
     shares = share_secrets(secrets, xs, threshold, rng=DeterministicRandom(draw(st.integers())))
     corrupted = draw(st.permutations(range(m)))[:count]
-    for holder in corrupted:
-        cells = draw(st.lists(st.tuples(st.integers(0, len(secrets) - 1), st.integers(0, CHUNKS - 1)),
-                              min_size=1, max_size=4, unique=True))
-        for secret, chunk in cells:
-            delta = draw(st.integers(1, PRIME - 1))  # nonzero: the share really changes
-            shares[holder, secret, chunk] = (int(shares[holder, secret, chunk]) + delta) % PRIME
+    if draw(st.booleans()):  # colluding: all add the values of one polynomial D of degree < t
+        secret, chunk = draw(st.integers(0, len(secrets) - 1)), draw(st.integers(0, CHUNKS - 1))
+        offset = draw(st.lists(st.integers(0, PRIME - 1), min_size=threshold, max_size=threshold))
+        changes = {(holder, secret, chunk): interpolate_at(list(enumerate(offset, 1)), xs[holder])
+                   for holder in corrupted}
+    else:  # independent: each changes a few cells of its own
+        cell = st.tuples(st.integers(0, len(secrets) - 1), st.integers(0, CHUNKS - 1))
+        changes = {(holder, secret, chunk): draw(st.integers(1, PRIME - 1)) for holder in corrupted
+                   for secret, chunk in draw(st.lists(cell, min_size=1, max_size=4, unique=True))}
+    for (holder, secret, chunk), delta in changes.items():
+        delta = delta or 1  # nonzero: the share really changes
+        shares[holder, secret, chunk] = (int(shares[holder, secret, chunk]) + delta) % PRIME
     return xs, shares, threshold, secrets, {xs[i] for i in corrupted}
 
 
@@ -293,7 +299,7 @@ def test_decode_beyond_the_bound_raises_or_finds_a_nearby_codeword(case):
     try:
         decoded, bad = decode_secrets(xs, shares, threshold)
     except IntegrityError as error:
-        assert f"within {bound} errors" in str(error) or "out of range" in str(error)
+        assert f"than the {bound} that" in str(error) or "out of range" in str(error)
         return
     assert len(bad) <= bound and len(corrupted) >= len(xs) - threshold + 1 - bound
     kept = [i for i, x in enumerate(xs) if x not in bad]
@@ -311,7 +317,7 @@ def test_random_corruption_beyond_the_bound_raises(m, threshold):
         shares = share_secrets([rng.bytes(32), rng.bytes(32)], xs, threshold, rng=rng)
         random_words = np.frombuffer(rng.bytes(SHARE_BYTES * (bound + 1)), dtype="<u4") % PRIME
         shares[:bound + 1, 1] = random_words.reshape(bound + 1, CHUNKS)
-        with pytest.raises(IntegrityError, match=f"within {bound} errors"):
+        with pytest.raises(IntegrityError, match=f"than the {bound} that"):
             decode_secrets(xs, shares, threshold)
 
 
@@ -336,7 +342,7 @@ def test_decode_known_answer():
     shares[2, 0, 5] = 0
     assert decode_secrets(xs, shares, 2) == ([secret], frozenset({3}))
     shares[3, 0, 0] = 1
-    with pytest.raises(IntegrityError, match="within 1 errors"):
+    with pytest.raises(IntegrityError, match="than the 1 that"):
         decode_secrets(xs, shares, 2)
 
 
@@ -355,8 +361,8 @@ def test_decode_without_redundancy_is_reconstruction():
 def test_one_extra_share_detects_but_cannot_correct():
     xs = [1, 2, 3, 4]
     shares = share_secrets([bytes(32)], xs, 3)
-    shares[3, 0, 10] ^= 1
-    with pytest.raises(IntegrityError, match="within 0 errors"):
+    shares[3, 0, 10] = (int(shares[3, 0, 10]) + 1) % PRIME
+    with pytest.raises(IntegrityError, match="than the 0 that"):
         decode_secrets(xs, shares, 3)
 
 
@@ -393,7 +399,7 @@ def test_decode_gives_up_after_every_combination_cancels():
     _, shares = cancelling_case()
     check, ones = DeterministicRandom(1).bytes(4 * CHUNKS * 2), np.ones(CHUNKS, "<u4").tobytes()
     rng = CountingRandom((check + ones) * 3, seed=2)  # three combinations are tried
-    with pytest.raises(IntegrityError, match="within 1 errors"):
+    with pytest.raises(IntegrityError, match="than the 1 that"):
         decode_secrets([1, 2, 3, 4, 5], shares, 2, rng=rng)
 
 
@@ -440,3 +446,19 @@ def test_batch_parser_names_the_first_bad_blob(bad, index):
     blobs += [bytes(7), b"\xff" * SHARE_BYTES]  # later bad blobs are not the one reported
     with pytest.raises(MalformedMessage, match=f"^share {index}:"):
         shares_from_bytes_many(blobs)
+
+
+def test_decode_at_scale_with_the_most_correctable_errors():
+    """m = 301, t = 101: 100 holders wrong (each in one random cell), the bound exactly."""
+    rng = DeterministicRandom("scale")
+    secrets = [rng.bytes(32) for _ in range(3)]
+    xs = list(range(1000, 1301))
+    shares = share_secrets(secrets, xs, 101, rng=rng)
+    deltas = 1 + np.frombuffer(rng.bytes(4 * 100), dtype="<u4") % (PRIME - 1)
+    for k, holder in enumerate(range(1, 301, 3)):
+        shares[holder, k % 3, k % CHUNKS] = (int(shares[holder, k % 3, k % CHUNKS]) + int(deltas[k])) % PRIME
+    bad = {xs[holder] for holder in range(1, 301, 3)}
+    assert decode_secrets(xs, shares, 101) == (secrets, bad)
+    shares[0, 0, 0] = (int(shares[0, 0, 0]) + 1) % PRIME  # one more is beyond the bound
+    with pytest.raises(IntegrityError, match="than the 100 that"):
+        decode_secrets(xs, shares, 101)
