@@ -10,8 +10,11 @@ from fedsecure.hazmat.aead import OVERHEAD, seal, unseal
 from fedsecure.hazmat.agreement import (
     KeyPair,
     agree,
+    agree_each,
     agree_many,
+    check_public_key,
     derive_key,
+    ephemeral_agreements,
     generate_keypair,
     public_key_of,
 )
@@ -31,7 +34,8 @@ from fedsecure.hazmat.signing import generate_signing_key, sign, verify
 
 __all__ = [
     "OVERHEAD", "seal", "unseal",
-    "KeyPair", "agree", "agree_many", "derive_key", "generate_keypair", "public_key_of",
+    "KeyPair", "agree", "agree_each", "agree_many", "check_public_key", "derive_key",
+    "ephemeral_agreements", "generate_keypair", "public_key_of",
     "MaskPRG", "expand",
     "CHUNKS", "SHARE_BYTES", "decode_secrets", "lagrange_weights_at_zero", "reconstruct_secrets",
     "share_from_bytes", "share_secrets", "share_to_bytes", "shares_from_bytes_many",

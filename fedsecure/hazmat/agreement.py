@@ -61,17 +61,59 @@ def agree(private: bytes, peer_public: bytes) -> bytes:
         raise IntegrityError(f"invalid X25519 peer public key: {exc}") from None
 
 
-def agree_many(private: bytes, peer_publics: Sequence[bytes]) -> list[bytes]:
+def agree_each(private: bytes, peer_publics: Sequence[bytes]) -> list[bytes | None]:
     """``agree`` with many peers, loading the private key once (loading costs as much as an
-    exchange).  A bad peer key raises IntegrityError naming its index."""
+    exchange); the entry of a malformed or low-order peer key is None."""
     key = _private_key(private)
-    secrets = []
-    for index, peer_public in enumerate(peer_publics):
+    secrets: list[bytes | None] = []
+    for peer_public in peer_publics:
         try:
             secrets.append(key.exchange(X25519PublicKey.from_public_bytes(peer_public)))
-        except (ValueError, TypeError) as exc:
-            raise IntegrityError(f"invalid X25519 peer public key #{index}: {exc}") from None
+        except (ValueError, TypeError):
+            secrets.append(None)
     return secrets
+
+
+def agree_many(private: bytes, peer_publics: Sequence[bytes]) -> list[bytes]:
+    """``agree_each`` where every peer key must be valid: a bad one raises IntegrityError
+    naming its index."""
+    secrets = agree_each(private, peer_publics)
+    for index, secret in enumerate(secrets):
+        if secret is None:
+            raise IntegrityError(f"invalid X25519 peer public key #{index}: malformed or of"
+                                 " low order")
+    return secrets
+
+
+def ephemeral_agreements(peer_publics: Sequence[bytes], rng: RandomSource = DEFAULT_RNG
+                         ) -> list[tuple[KeyPair, bytes | None]]:
+    """For each peer key: a fresh X25519 key pair and its agreement with that peer (None if
+    the peer key is malformed or of low order).  One key object serves both scalar
+    multiplications."""
+    out: list[tuple[KeyPair, bytes | None]] = []
+    for peer_public in peer_publics:
+        private = rng.bytes(KEY_BYTES)
+        key = X25519PrivateKey.from_private_bytes(private)
+        pair = KeyPair(private=private, public=key.public_key().public_bytes_raw())
+        try:
+            secret = key.exchange(X25519PublicKey.from_public_bytes(peer_public))
+        except (ValueError, TypeError):
+            secret = None
+        out.append((pair, secret))
+    return out
+
+
+_PROBE_PRIVATE = X25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
+
+
+def check_public_key(public: bytes) -> None:
+    """Raise IntegrityError unless ``public`` is a 32-byte X25519 key of large order (a
+    low-order key forces the all-zero secret whatever the private key: any clamped scalar
+    exposes it)."""
+    try:
+        _PROBE_PRIVATE.exchange(X25519PublicKey.from_public_bytes(public))
+    except (ValueError, TypeError):
+        raise IntegrityError("invalid X25519 public key: malformed or of low order") from None
 
 
 def derive_key(secret: bytes, *, purpose: str, context: bytes, length: int = 32) -> bytes:

@@ -10,6 +10,7 @@ from typing import Union
 
 from fedsecure.messages.ckks import CKKS_MESSAGES
 from fedsecure.messages.envelope import (
+    ENVELOPE_OVERHEAD_BYTES,
     PROTOCOL_VERSION,
     SERVER_ID,
     SESSION_ID_BYTES,
@@ -28,8 +29,13 @@ from fedsecure.messages.secagg import (
     ForwardedShares,
     KeyRoster,
     MaskedInput,
+    MaskingSet,
+    OpenRequest,
     RevealedShare,
     RosterEntry,
+    ShareOpening,
+    ShareOpenings,
+    ShareReceipt,
     UnmaskRequest,
     UnmaskShares,
 )
@@ -42,9 +48,11 @@ encode = CODEC.encode
 decode = CODEC.decode
 
 __all__ = [
-    "PROTOCOL_VERSION", "SERVER_ID", "SESSION_ID_BYTES", "ArrayPayload", "Message", "Envelope",
+    "ENVELOPE_OVERHEAD_BYTES", "PROTOCOL_VERSION", "SERVER_ID", "SESSION_ID_BYTES", "ArrayPayload",
+    "Message", "Envelope",
     "CODEC", "encode", "decode", "Body", "ALL_MESSAGES",
     "Abort", "AddressedCiphertext", "AdvertiseKeys", "EncryptedShares", "ForwardedShares",
-    "KeyRoster", "MaskedInput", "RevealedShare", "RosterEntry", "UnmaskRequest", "UnmaskShares",
+    "KeyRoster", "MaskedInput", "MaskingSet", "OpenRequest", "RevealedShare", "RosterEntry",
+    "ShareOpening", "ShareOpenings", "ShareReceipt", "UnmaskRequest", "UnmaskShares",
     "PlainUpdate",
 ]

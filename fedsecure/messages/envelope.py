@@ -23,6 +23,10 @@ SERVER_ID = 0
 SESSION_ID_BYTES = 16
 MAX_PARTY_ID = 2**31 - 1
 
+ENVELOPE_OVERHEAD_BYTES = 256
+"""Generous bound on an envelope's bytes around its body's fields (ids, session, tags):
+per-message size caps are this plus what the fields may hold."""
+
 PartyId = Annotated[int, msgspec.Meta(ge=0, le=MAX_PARTY_ID)]
 SessionId = Annotated[bytes, msgspec.Meta(min_length=SESSION_ID_BYTES, max_length=SESSION_ID_BYTES)]
 RoundNumber = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]

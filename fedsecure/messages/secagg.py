@@ -34,7 +34,12 @@ class KeyRoster(Message, frozen=True):
 
 
 class AddressedCiphertext(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """One sealed share pair.  ``ephemeral_public_key`` is the sender's fresh X25519 key for
+    this one recipient: the AEAD key is agreed from it and the recipient's encryption key, so
+    the sender can later open exactly this ciphertext (and no other) to settle a complaint."""
+
     peer: PartyId  # recipient when a client sends, original sender when the server forwards
+    ephemeral_public_key: Bytes32
     ciphertext: Ciphertext
 
 
@@ -53,19 +58,51 @@ class ForwardedShares(Message, frozen=True):
     shares: list[AddressedCiphertext]
 
 
-class MaskedInput(Message, frozen=True):
-    """Round 2, client -> server: the masked, quantized, weighted input (+ weight as last word).
+class ShareReceipt(Message, frozen=True):
+    """Round 2, client -> server: the senders whose share did not open (``complaints``) and
+    digests of the roster and forwarded shares as received, so that a view altered in transit
+    is detected (the client is dropped) instead of silently corrupting the sum."""
 
-    ``complaints`` lists senders whose share ciphertext failed authentication: the server
-    treats them as dropped.
-    """
+    complaints: list[PartyId]
+    roster_digest: Bytes32
+    forwarded_digest: Bytes32
+
+
+class OpenRequest(Message, frozen=True):
+    """Round 2b (only when there are complaints), server -> accused client: open the
+    ciphertexts you sent to ``accusers`` by revealing their ephemeral private keys."""
+
+    accusers: list[PartyId]
+
+
+class ShareOpening(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    accuser: PartyId
+    ephemeral_private_key: Bytes32
+
+
+class ShareOpenings(Message, frozen=True):
+    """Round 2b reply, accused client -> server: one ephemeral private key per accuser."""
+
+    openings: list[ShareOpening]
+
+
+class MaskingSet(Message, frozen=True):
+    """Round 2 reply, server -> each remaining client: the clients everyone masks with (U2,
+    after complaints are settled)."""
+
+    clients: list[PartyId]
+
+
+class MaskedInput(Message, frozen=True):
+    """Round 3, client -> server: the masked, quantized, weighted input (+ weight as last word)
+    and the digest of the MaskingSet it was masked for."""
 
     masked: ArrayPayload
-    complaints: list[PartyId] = []
+    masking_set_digest: Bytes32
 
 
 class UnmaskRequest(Message, frozen=True):
-    """Round 3, server -> each survivor: who survived (reveal seed shares) and who dropped
+    """Round 4, server -> each survivor: who survived (reveal seed shares) and who dropped
     (reveal masking-key shares).  The two lists must be disjoint."""
 
     survivors: list[PartyId]
@@ -78,10 +115,12 @@ class RevealedShare(msgspec.Struct, frozen=True, array_like=True, forbid_unknown
 
 
 class UnmaskShares(Message, frozen=True):
-    """Round 3 reply, client -> server: seed shares of survivors, key shares of dropped clients."""
+    """Round 4 reply, client -> server: seed shares of survivors, key shares of dropped clients,
+    and the digest of the UnmaskRequest it answers."""
 
     seed_shares: list[RevealedShare]
     key_shares: list[RevealedShare]
+    request_digest: Bytes32
 
 
 class Abort(Message, frozen=True):
@@ -95,6 +134,10 @@ SECAGG_MESSAGES = (
     KeyRoster,
     EncryptedShares,
     ForwardedShares,
+    ShareReceipt,
+    OpenRequest,
+    ShareOpenings,
+    MaskingSet,
     MaskedInput,
     UnmaskRequest,
     UnmaskShares,

@@ -48,6 +48,10 @@ class AggregationSpec:
     ``max_weight`` bounds the integer client weights (e.g. sample counts); ``clip`` bounds each
     coordinate's absolute value; ``min_clients`` is the fewest survivors with which a round may
     still finish (the Shamir threshold for masking protocols; default a strict majority).
+    Secure protocols refuse a round of fewer than :data:`MIN_PRIVATE_COHORT` clients (each of
+    two learns the other's input from the sum) unless ``allow_small_cohort`` is True; note
+    that a round that may finish with only two survivors (``min_clients=2``) reveals the same
+    way when a client drops.
     """
 
     n_clients: int
@@ -57,6 +61,7 @@ class AggregationSpec:
     min_clients: int | None = None
     session: bytes | None = None
     round: int = 0
+    allow_small_cohort: bool = False
 
     def __post_init__(self):
         require(isinstance(self.n_clients, int) and self.n_clients >= 2, "n_clients",
@@ -75,10 +80,25 @@ class AggregationSpec:
                 "must be 16 bytes (or None for a random one)")
         require(isinstance(self.round, int) and self.round >= 0, "round", self.round,
                 "must be an integer >= 0")
+        require(isinstance(self.allow_small_cohort, bool), "allow_small_cohort",
+                self.allow_small_cohort, "must be True or False")
 
     @property
     def client_ids(self) -> range:
         return range(1, self.n_clients + 1)
+
+
+MIN_PRIVATE_COHORT = 3
+"""The fewest survivors whose sum hides each input from the others."""
+
+
+def refuse_small_cohort(spec: AggregationSpec) -> None:
+    """ConfigurationError for a secure round of fewer than 3 clients (unless allowed)."""
+    require(spec.n_clients >= MIN_PRIVATE_COHORT or spec.allow_small_cohort, "n_clients",
+            spec.n_clients, f"with {spec.n_clients} clients each learns the other's input from"
+            " the sum, so secure aggregation protects nothing: use at least"
+            f" {MIN_PRIVATE_COHORT} clients, or pass allow_small_cohort=True"
+            " (CLI: --allow-small-cohort) if that is acceptable")
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,16 @@ class PeerIgnored(Event):
     peer: int
     reason: str
     error: Exception | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class MessageIgnored(Event):
+    """A message that cannot concern this round (another session, round or recipient, a sender
+    that has no say, a repeat): it is discarded and nobody is blamed, so a replay or an
+    injected message cannot drop the party it names."""
+
+    sender: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -186,8 +216,15 @@ class Party(ABC):
 
     @abstractmethod
     def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        """The driver saw ``peer`` misbehave below the protocol (undecodable bytes, spoofed
-        sender): a server drops that client, a client aborts."""
+        """The driver saw ``peer`` misbehave below the protocol (undecodable or oversized bytes,
+        spoofed sender): a server drops that client; a client aborts if ``peer`` is the server
+        and ignores anyone else."""
+
+    @property
+    @abstractmethod
+    def max_message_bytes(self) -> int:
+        """The largest encoded envelope a correct peer can send this party in this round:
+        drivers refuse anything larger *before* decoding it (``peer_failed``)."""
 
 
 class ClientParty(Party):
@@ -255,6 +292,11 @@ class Aggregator(ABC):
     def quantization_error(self) -> float:
         """Largest absolute error of one coordinate of the decoded mean (0 if exact)."""
         return 0.0
+
+    @abstractmethod
+    def max_message_bytes(self, *, to_server: bool) -> int:
+        """Upper bound on one encoded envelope a correct party sends the server
+        (``to_server``) or a client in this round, from the spec alone."""
 
     def envelope(self, sender: int, recipient: int, body):
         """Wrap ``body`` in this round's envelope."""

@@ -6,15 +6,20 @@ one such message (its return value is kept as that client's answer) and the meth
 closes the phase when the driver calls ``proceed_to_next_round`` (deadline passed or everyone
 answered).  Everything else is here, written once:
 
+* parties check every envelope themselves, whatever drives them: one of another session or
+  round, addressed to someone else, from a sender that has no say (a client writing to a
+  client), or a client's second message in a phase is a ``MessageIgnored`` event — discarded,
+  nobody blamed, so a replay or an injected message cannot drop the party it names;
 * a message from a dropped client, or after the round ended, is a ``LateMessage`` event;
-* a message of the wrong round, from a client not expected in this phase, of the wrong type,
-  or a second answer, is ``UnexpectedMessage``; a check that raises ``RemoteProtocolError``
-  — all of these drop that client (an event, plus ``Abort`` sent to it), never the round;
+* a message from a client not expected in this phase or of the wrong type is
+  ``UnexpectedMessage``; a check that raises ``RemoteProtocolError`` — both drop that client
+  (an event, plus ``Abort`` sent to it), never the round.  A client that has answered in the
+  current phase is not dropped in it any more (its answer may already be summed);
 * closing a phase drops whoever has not answered; a closer that raises ``ProtocolAborted``
   (e.g. ``InsufficientParticipants``) aborts the round and tells the remaining clients.
 
 A :class:`PhasedClient` declares, per phase, which server message it waits for and its
-handler; any other message, or a handler that raises ``RemoteProtocolError`` /
+handler; any other server message, or a handler that raises ``RemoteProtocolError`` /
 ``InsufficientParticipants``, aborts the client (an event, never an exception).
 """
 
@@ -38,6 +43,7 @@ from fedsecure.protocols.base import (
     ClientDropped,
     ClientParty,
     LateMessage,
+    MessageIgnored,
     PhaseStarted,
     RoundAborted,
     RoundFinished,
@@ -47,6 +53,18 @@ from fedsecure.protocols.base import (
 )
 
 FINAL_PHASES = ("done", "aborted")
+
+
+def foreign_envelope(party, envelope) -> str | None:
+    """Why ``envelope`` cannot belong to ``party``'s round (None if it may)."""
+    agg = party.agg
+    if envelope.session != agg.session:
+        return "envelope of another session"
+    if envelope.round != agg.spec.round:
+        return f"envelope of round {envelope.round}, this is round {agg.spec.round}"
+    if envelope.recipient != party.party_id:
+        return f"envelope addressed to {envelope.recipient}"
+    return None
 
 
 class PhasedServer(ServerParty):
@@ -73,15 +91,21 @@ class PhasedServer(ServerParty):
 
     def receive(self, envelope) -> None:
         sender, body = envelope.sender, envelope.body
+        problem = foreign_envelope(self, envelope)
+        if problem is None and sender not in self.agg.spec.client_ids:
+            problem = f"sender {sender} is not a client of this round"
+        if problem is None and sender in self._answered:
+            problem = f"second message ({type(body).__name__}) in phase {self.phase!r}"
+        if problem is not None:
+            self._emit(MessageIgnored(sender, problem))
+            return
         if self._is_late(sender):
             self._emit(LateMessage(sender, type(body).__name__))
             return
         try:
-            if envelope.round != self.agg.spec.round:
-                raise UnexpectedMessage(f"message for round {envelope.round}", sender)
             declared = self.PHASES.get(self.phase)
             if declared is None or sender not in self._expected \
-                    or not isinstance(body, declared[0]) or sender in self._answered:
+                    or not isinstance(body, declared[0]):
                 raise UnexpectedMessage(f"{type(body).__name__} in phase {self.phase!r}", sender)
             self._authenticate(envelope)
             self._answered[sender] = getattr(self, declared[1])(sender, body)
@@ -89,12 +113,16 @@ class PhasedServer(ServerParty):
             self._drop(sender, str(exc), exc)
 
     def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        if peer not in self.agg.spec.client_ids:
-            return
-        if self._is_late(peer):
+        if peer not in self.agg.spec.client_ids or peer in self._answered:
+            self._emit(MessageIgnored(peer, str(error)))
+        elif self._is_late(peer):
             self._emit(LateMessage(peer, type(error).__name__))
         else:
             self._drop(peer, str(error), error)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.agg.max_message_bytes(to_server=True)
 
     @property
     def ready_for_next_round(self) -> bool:
@@ -210,12 +238,16 @@ class PhasedClient(ClientParty):
         if self.done:
             return
         body = envelope.body
+        problem = foreign_envelope(self, envelope)
+        if problem is None and envelope.sender != SERVER_ID:
+            problem = f"clients accept messages from the server only, not from {envelope.sender}"
+        if problem is not None:
+            self._emit(MessageIgnored(envelope.sender, problem))
+            return
         if isinstance(body, Abort):
             self._abort(f"server aborted the round: {body.reason}")
             return
         try:
-            if envelope.round != self.agg.spec.round:
-                raise UnexpectedMessage(f"message for round {envelope.round}", envelope.sender)
             handler = self.HANDLERS.get(self.phase, {}).get(type(body))
             if handler is None:
                 raise UnexpectedMessage(
@@ -225,8 +257,16 @@ class PhasedClient(ClientParty):
             self._abort(str(exc), exc)
 
     def peer_failed(self, peer: int, error: RemoteProtocolError) -> None:
-        if not self.done:
+        if self.done:
+            return
+        if peer != SERVER_ID:
+            self._emit(MessageIgnored(peer, str(error)))
+        else:
             self._abort(str(error), error)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.agg.max_message_bytes(to_server=False)
 
     @property
     def done(self) -> bool:

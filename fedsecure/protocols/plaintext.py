@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedsecure.errors import MalformedMessage
-from fedsecure.messages import ArrayPayload, PlainUpdate
+from fedsecure.messages import ENVELOPE_OVERHEAD_BYTES, ArrayPayload, PlainUpdate
 from fedsecure.protocols.base import (
     AggregateResult,
     Aggregator,
@@ -59,6 +59,10 @@ class PlaintextAggregator(Aggregator):
 
     def server(self, *, rng=None) -> PlaintextServer:
         return PlaintextServer(self)
+
+    def max_message_bytes(self, *, to_server: bool) -> int:
+        """A PlainUpdate (d values of at most 8 bytes), or an Abort for a client."""
+        return ENVELOPE_OVERHEAD_BYTES + (8 * self.spec.vector_length + 64 if to_server else 1100)
 
 
 register_protocol("plaintext", PlaintextAggregator)

@@ -6,9 +6,12 @@ expected has answered or the phase's deadline has passed.  ``run_party`` is the 
 loop used by real transports (MPI); the in-process simulation steps every driver in turn on
 a virtual clock.  Either way the protocol code is the same.
 
-Checks done here, below the protocol: undecodable bytes, a sender field that differs from
-the transport-level source, a foreign session or a message addressed to someone else are
-reported to the party with ``peer_failed`` (the server drops that client; a client aborts).
+Checks done here, below the protocol, because only the driver sees bytes and the transport's
+source: a message larger than the party's ``max_message_bytes`` (refused before it is
+decoded), undecodable bytes, or a sender field that differs from the transport-level source
+are reported to the party with ``peer_failed`` (the server drops that client; a client ignores
+it unless it came from the server).  Session, round, recipient and who may write to whom are
+checked by the parties themselves, so any front end gets those checks.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from fedsecure.errors import MalformedMessage
-from fedsecure.messages import CODEC, SERVER_ID
+from fedsecure.messages import CODEC
 from fedsecure.protocols.base import Event, Party, ServerParty
 from fedsecure.runtime.transport import Transport
 
@@ -146,6 +149,12 @@ class PartyDriver:
             self.stats.cpu_seconds_by_phase[phase] += time.thread_time() - cpu_began
 
     def _deliver(self, source: int, data: bytes) -> None:
+        limit = self.party.max_message_bytes
+        if len(data) > limit:
+            self.stats.bytes_received["<oversized>"] += len(data)
+            self._timed(self.party.peer_failed, source, MalformedMessage(
+                f"message of {len(data)} bytes exceeds this round's cap of {limit}", source))
+            return
         try:
             envelope = self.codec.decode(data)
         except MalformedMessage as exc:
@@ -153,22 +162,11 @@ class PartyDriver:
             self._timed(self.party.peer_failed, source, MalformedMessage(str(exc), source))
             return
         self.stats.bytes_received[type(envelope.body).__name__] += len(data)
-        problem = self._envelope_problem(source, envelope)
-        if problem is not None:
-            self._timed(self.party.peer_failed, source, MalformedMessage(problem, source))
+        if envelope.sender != source:
+            self._timed(self.party.peer_failed, source, MalformedMessage(
+                f"envelope claims sender {envelope.sender} but came from {source}", source))
             return
         self._timed(self.party.receive, envelope)
-
-    def _envelope_problem(self, source: int, envelope) -> str | None:
-        if envelope.sender != source:
-            return f"envelope claims sender {envelope.sender} but came from {source}"
-        if envelope.recipient != self.party.party_id:
-            return f"envelope addressed to {envelope.recipient}, not {self.party.party_id}"
-        if envelope.session != self.session:
-            return "envelope belongs to another session"
-        if not self.is_server and source != SERVER_ID:
-            return "clients accept messages from the server only"
-        return None
 
     def _track_deadline(self) -> None:
         phase = self.party.deadline_phase

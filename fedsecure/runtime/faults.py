@@ -10,6 +10,9 @@ strikes, so the same schedule means the same thing in simulation and under ``mpi
 * ``Delay(party, message=tag, seconds=s)`` – that message leaves ``s`` seconds late (a
   straggler when ``s`` exceeds the phase deadline); ``message="*"`` delays every message.
 * ``Corrupt(party, message=tag, offset=-1)`` – one byte of that message is flipped in transit.
+* ``Inject(party, before=tag, recipients, data)`` – just before sending that message the party
+  also sends the raw bytes ``data`` to each of ``recipients`` (a hostile party writing to
+  peers it has no business writing to, or sending garbage).
 
 ``FaultyTransport`` wraps a real transport and applies the schedule of its own party.
 """
@@ -51,6 +54,13 @@ class Delay(Fault):
 class Corrupt(Fault):
     message: str
     offset: int = -1
+
+
+@dataclass(frozen=True)
+class Inject(Fault):
+    before: str
+    recipients: tuple[int, ...]
+    data: bytes
 
 
 def parse_fault(kind: str, text: str) -> Fault:
@@ -111,6 +121,9 @@ class FaultyTransport(Transport):
                 return False
             if isinstance(fault, Delay) and fault.message in (tag, ANY_MESSAGE):
                 delay = max(delay, fault.seconds)
+            if isinstance(fault, Inject) and fault.before == tag:
+                for target in fault.recipients:
+                    self.inner.send(target, fault.data)
             if isinstance(fault, Corrupt) and fault.message == tag and data:
                 corrupted = bytearray(data)
                 corrupted[fault.offset] ^= 0x01

@@ -19,7 +19,7 @@ from fedsecure.hazmat import generate_signing_key
 from fedsecure.hazmat.ckks import CkksParameters, generate_keys, load_context
 from fedsecure.messages import decode, encode
 from fedsecure.messages.ckks import CkksAdvertise, CkksUpdate
-from fedsecure.protocols.base import ClientDropped, LateMessage, RoundAborted
+from fedsecure.protocols.base import ClientDropped, MessageIgnored, RoundAborted
 from fedsecure.protocols.ckks import wire
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Corrupt
@@ -138,7 +138,7 @@ def test_repeated_update_is_ignored_not_double_counted():
     aggregator, inputs, h = at_updates()
     h.to_server.append(next(e for e in h.to_server if e.sender == 2))
     h.deliver_to_server()
-    assert [type(e) for e in events_of(h.server, LateMessage)] == [LateMessage]
+    assert [type(e) for e in events_of(h.server, MessageIgnored)] == [MessageIgnored]
     h.run_to_end()
     result = h.server.result()
     expected, weight = plain_mean(aggregator.spec, inputs, (1, 2, 3, 4))

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fedsecure.protocols.base import AggregationSpec, make_aggregator
+from fedsecure.protocols.base import AggregationSpec
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
+from tests.hostile import BEHAVIOURS, HostileSecAgg
 
 VECTOR_DIR = Path(__file__).resolve().parents[2] / "protocols" / "secagg" / "vectors"
 
@@ -28,20 +29,28 @@ CASES = {
         "seed": "fedsecure-secagg-vector-2",
         "faults": [[5, "EncryptedShares"], [2, "MaskedInput"]],
     },
+    "five_clients_false_complaint_settled_by_opening": {
+        "seed": "fedsecure-secagg-vector-3",
+        "faults": [],
+        "hostile": {"3": "false_complaints"},
+    },
 }
 PARAMETERS = {"n_clients": 5, "vector_length": 6, "max_weight": 3, "clip": 1.0,
               "scale_bits": 8, "threshold": 3, "round": 7,
               "session": "000102030405060708090a0b0c0d0e0f"}
 
 
-def run_case(seed: str, faults, parameters=PARAMETERS):
-    """Run the round a vector describes; returns (inputs, report, aggregator)."""
+def run_case(seed: str, faults, parameters=PARAMETERS, hostile=None):
+    """Run the round a vector describes; returns (inputs, report, aggregator).  ``hostile``
+    maps client ids (strings) to a behaviour name of ``tests.hostile``."""
     p = parameters
     spec = AggregationSpec(n_clients=p["n_clients"], vector_length=p["vector_length"],
                            max_weight=p["max_weight"], clip=p["clip"],
                            session=bytes.fromhex(p["session"]), round=p["round"])
-    aggregator = make_aggregator("secagg", spec, scale_bits=p["scale_bits"],
-                                 threshold=p["threshold"], rng=DeterministicRandom(seed))
+    aggregator = HostileSecAgg(spec, hostile={int(c): BEHAVIOURS[b] for c, b in
+                                              (hostile or {}).items()},
+                               scale_bits=p["scale_bits"], threshold=p["threshold"],
+                               rng=DeterministicRandom(seed))
     grid = DeterministicRandom(seed + "/inputs")
     limit = int(p["clip"] * 2 ** p["scale_bits"])
     inputs = {}
@@ -56,7 +65,7 @@ def run_case(seed: str, faults, parameters=PARAMETERS):
 
 def build_vector(name: str) -> dict:
     case = CASES[name]
-    inputs, report, aggregator = run_case(case["seed"], case["faults"])
+    inputs, report, aggregator = run_case(case["seed"], case["faults"], hostile=case.get("hostile"))
     result = report.result
     return {
         "protocol": "secagg",
@@ -69,6 +78,7 @@ def build_vector(name: str) -> dict:
         "parameters": PARAMETERS,
         "inputs": {str(c): {"vector": v.tolist(), "weight": w} for c, (v, w) in inputs.items()},
         "faults": [{"kind": "silent", "party": c, "before": tag} for c, tag in case["faults"]],
+        "hostile": case.get("hostile", {}),
         "transcript": [{"from": s, "to": r, "hex": data.hex()} for s, r, data in report.transcript],
         "result": {
             "survivors": list(result.survivors),

@@ -7,7 +7,7 @@ import numpy as np
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
 from fedsecure.rng import DeterministicRandom
 
-CLIENT_TAGS = ("AdvertiseKeys", "EncryptedShares", "MaskedInput", "UnmaskShares")
+CLIENT_TAGS = ("AdvertiseKeys", "EncryptedShares", "ShareReceipt", "MaskedInput", "UnmaskShares")
 SESSION = bytes(range(16))
 
 

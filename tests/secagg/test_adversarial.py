@@ -34,13 +34,18 @@ def _tamper_forwarded(out, recipient, mutate):
 
 
 def _finish(h: Harness):
-    h.run_phase()  # masked inputs -> unmask requests
-    h.deliver_to_server()
-    h.close_phase()
+    while not h.server.done:
+        h.run_phase()
     return h.server
 
 
-def test_tampered_share_fails_authentication_and_its_sender_is_dropped():
+def _unmask_requests(h: Harness) -> dict:
+    h.run_until_server_phase("collect_masked")
+    h.deliver_to_server()
+    return h.close_phase()
+
+
+def test_share_tampered_on_its_way_to_the_recipient_drops_the_recipient_not_the_sender():
     aggregator = make_secagg(6, 8, seed=1)
     inputs = grid_inputs(aggregator, 1)
     h = Harness(aggregator, inputs)
@@ -53,7 +58,7 @@ def test_tampered_share_fails_authentication_and_its_sender_is_dropped():
             return item
         ct = bytearray(item.ciphertext)
         ct[20] ^= 0x80
-        return AddressedCiphertext(item.peer, bytes(ct))
+        return AddressedCiphertext(item.peer, item.ephemeral_public_key, bytes(ct))
 
     _tamper_forwarded(out, 5, flip)
     h.deliver_to_clients(out)
@@ -62,9 +67,9 @@ def test_tampered_share_fails_authentication_and_its_sender_is_dropped():
     assert isinstance(ignored[0].error, IntegrityError)
     server = _finish(h)
     dropped = [e for e in h.events(server) if isinstance(e, ClientDropped)]
-    assert [(e.client, type(e.error)) for e in dropped] == [(2, IntegrityError)]
+    assert [(e.client, type(e.error)) for e in dropped] == [(5, IntegrityError)]
     result = server.result()
-    assert result.survivors == (1, 3, 4, 5, 6)
+    assert result.survivors == (1, 2, 3, 4, 6)
     expected, weight = exact_sum(aggregator, inputs, result.survivors)
     np.testing.assert_array_equal(result.weighted_sum, expected)
 
@@ -78,12 +83,13 @@ def test_replayed_share_under_another_sender_label_fails_authentication():
     out = h.close_phase()
     by_sender = {item.peer: item.ciphertext for item in out[4][0].body.shares}
     # the server replays 1's ciphertext to client 4 claiming it came from 3
-    _tamper_forwarded(out, 4, lambda item: AddressedCiphertext(3, by_sender[1])
+    _tamper_forwarded(out, 4, lambda item: AddressedCiphertext(3, item.ephemeral_public_key,
+                                                                by_sender[1])
                       if item.peer == 3 else item)
     h.deliver_to_clients(out)
     assert [e.peer for e in h.events(h.clients[4]) if isinstance(e, PeerIgnored)] == [3]
     server = _finish(h)
-    assert server.result().survivors == (1, 2, 4, 5, 6)
+    assert server.result().survivors == (1, 2, 3, 5, 6)  # 4's view was altered: 4 is dropped
 
 
 def test_share_replayed_from_another_session_fails_authentication():
@@ -97,8 +103,8 @@ def test_share_replayed_from_another_session_fails_authentication():
     h2.run_phase()
     h2.deliver_to_server()
     out = h2.close_phase()
-    _tamper_forwarded(out, 2, lambda item: AddressedCiphertext(item.peer, old[item.peer])
-                      if item.peer == 1 else item)
+    _tamper_forwarded(out, 2, lambda item: AddressedCiphertext(
+        item.peer, item.ephemeral_public_key, old[item.peer]) if item.peer == 1 else item)
     h2.deliver_to_clients(out)
     assert [e.peer for e in h2.events(h2.clients[2]) if isinstance(e, PeerIgnored)] == [1]
 
@@ -106,10 +112,7 @@ def test_share_replayed_from_another_session_fails_authentication():
 def test_client_refuses_to_reveal_both_shares_of_one_peer():
     aggregator = make_secagg(5, 4, seed=4)
     h = Harness(aggregator, grid_inputs(aggregator, 4))
-    h.run_phase()
-    h.run_phase()
-    h.deliver_to_server()
-    out = h.close_phase()  # unmask requests
+    out = _unmask_requests(h)
     request = out[1][0]
     greedy = msgspec.structs.replace(
         request, body=UnmaskRequest(survivors=[1, 2, 3, 4, 5], dropped=[3]))
@@ -123,10 +126,7 @@ def test_client_refuses_to_reveal_both_shares_of_one_peer():
 def test_client_refuses_unmasking_below_threshold():
     aggregator = make_secagg(5, 4, seed=4)
     h = Harness(aggregator, grid_inputs(aggregator, 4))
-    h.run_phase()
-    h.run_phase()
-    h.deliver_to_server()
-    request = h.close_phase()[1][0]
+    request = _unmask_requests(h)[1][0]
     h.clients[1].receive(msgspec.structs.replace(
         request, body=UnmaskRequest(survivors=[1, 2], dropped=[3, 4, 5])))
     assert h.clients[1].phase == "aborted"
@@ -160,15 +160,12 @@ def test_masked_input_of_wrong_length_drops_that_client_only():
     aggregator = make_secagg(6, 8, seed=5)
     inputs = grid_inputs(aggregator, 5)
     h = Harness(aggregator, inputs)
-    h.run_phase()
-    h.run_phase()
+    h.run_until_server_phase("collect_masked")
     for i, envelope in enumerate(h.to_server):
         if envelope.sender == 3:
-            h.to_server[i] = msgspec.structs.replace(
-                envelope, body=MaskedInput(ArrayPayload.pack(np.zeros(3, np.uint32))))
-    h.run_phase()
-    h.deliver_to_server()
-    h.close_phase()
+            h.to_server[i] = msgspec.structs.replace(envelope, body=MaskedInput(
+                ArrayPayload.pack(np.zeros(3, np.uint32)), envelope.body.masking_set_digest))
+    _finish(h)
     dropped = [e for e in h.events(h.server) if isinstance(e, ClientDropped)]
     assert [(e.client, type(e.error)) for e in dropped] == [(3, MalformedMessage)]
     expected, _ = exact_sum(aggregator, inputs, [1, 2, 4, 5, 6])

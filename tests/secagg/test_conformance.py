@@ -21,7 +21,8 @@ def test_every_case_has_a_vector_file():
 def test_transcript_replays_byte_for_byte(path):
     vector = json.loads(path.read_text())
     faults = [(f["party"], f["before"]) for f in vector["faults"]]
-    inputs, report, _ = run_case(vector["seed"], faults, vector["parameters"])
+    inputs, report, _ = run_case(vector["seed"], faults, vector["parameters"],
+                                 vector.get("hostile"))
     for c, (v, w) in inputs.items():
         assert v.tolist() == vector["inputs"][str(c)]["vector"]
         assert w == vector["inputs"][str(c)]["weight"]

@@ -6,26 +6,29 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from fedsecure.messages import Abort
+from fedsecure.messages import Abort, OpenRequest, ShareOpenings
 from fedsecure.messages.secagg import SECAGG_MESSAGES
 from fedsecure.protocols.base import ClientDropped
 from tests.harness import Harness
 from tests.secagg.helpers import grid_inputs, make_secagg
 
-CLIENT_PHASES = ["advertised", "shared", "masked"]
-SERVER_PHASES = ["collect_keys", "collect_shares", "collect_masked", "collect_unmask"]
-LEGAL_FOR_CLIENT = {"advertised": "KeyRoster", "shared": "ForwardedShares",
-                    "masked": "UnmaskRequest"}
+CLIENT_PHASES = ["advertised", "shared", "receipted", "masked"]
+SERVER_PHASES = ["collect_keys", "collect_shares", "collect_receipts", "collect_masked",
+                 "collect_unmask"]
+LEGAL_FOR_CLIENT = {"advertised": {"KeyRoster"}, "shared": {"ForwardedShares"},
+                    "receipted": {"OpenRequest", "MaskingSet"}, "masked": {"UnmaskRequest"}}
 LEGAL_FOR_SERVER = {"collect_keys": "AdvertiseKeys", "collect_shares": "EncryptedShares",
-                    "collect_masked": "MaskedInput", "collect_unmask": "UnmaskShares"}
+                    "collect_receipts": "ShareReceipt", "collect_masked": "MaskedInput",
+                    "collect_unmask": "UnmaskShares"}
 
 
 def honest_samples():
-    """One envelope of each message type from an honest 4-client round (client 1's view)."""
+    """One envelope of each message type from an honest 4-client round (client 1's view); the
+    complaint phase's two messages, which an honest round never sends, are made up."""
     aggregator = make_secagg(4, 4, seed=11)
     h = Harness(aggregator, grid_inputs(aggregator, 11))
     samples = {}
-    for _ in range(4):
+    for _ in range(5):
         for envelope in h.to_server:
             samples.setdefault(type(envelope.body).__name__, envelope)
         h.deliver_to_server()
@@ -36,6 +39,9 @@ def honest_samples():
             samples.setdefault(type(envelope.body).__name__, envelope)
         h.deliver_to_clients(out)
     samples["Abort"] = msgspec.structs.replace(samples["KeyRoster"], body=Abort("stop"))
+    samples["OpenRequest"] = msgspec.structs.replace(samples["KeyRoster"], body=OpenRequest([2]))
+    samples["ShareOpenings"] = msgspec.structs.replace(samples["ShareReceipt"],
+                                                       body=ShareOpenings([]))
     return samples
 
 
@@ -59,7 +65,7 @@ def test_client_phase_message_table(phase, message):
     client = h.clients[1]
     envelope = msgspec.structs.replace(SAMPLES[message], sender=0, recipient=1)
     client.receive(envelope)
-    if message == LEGAL_FOR_CLIENT[phase]:
+    if message in LEGAL_FOR_CLIENT[phase]:
         assert client.phase not in ("aborted", phase)
         assert client.messages_to_send(), "a legal message makes the client answer"
     else:

@@ -24,8 +24,14 @@ from collections.abc import Mapping
 from fedsecure.config import require
 from fedsecure.hazmat.ckks import CkksParameters, require_backend
 from fedsecure.hazmat.ckks import preset as named_preset
+from fedsecure.messages import ENVELOPE_OVERHEAD_BYTES
 from fedsecure.messages.ckks import MAX_CHUNKS
-from fedsecure.protocols.base import AggregationSpec, Aggregator, register_protocol
+from fedsecure.protocols.base import (
+    AggregationSpec,
+    Aggregator,
+    refuse_small_cohort,
+    register_protocol,
+)
 from fedsecure.protocols.ckks.client import CkksClient
 from fedsecure.protocols.ckks.keys import (
     KEY_MODELS,
@@ -68,6 +74,7 @@ class CkksAggregator(Aggregator):
         require(key_holder in spec.client_ids, "key_holder", key_holder,
                 f"must be a client id in 1..{spec.n_clients}")
         self.key_holder = key_holder
+        refuse_small_cohort(spec)
         params, n = self.parameters, spec.n_clients
         largest = n * spec.max_weight * max(spec.clip, 1.0)
         require(largest < 2.0**params.headroom_bits, "parameters", params.describe(),
@@ -100,6 +107,18 @@ class CkksAggregator(Aggregator):
 
     def server(self, *, rng: RandomSource | None = None) -> CkksServer:
         return CkksServer(self)
+
+    def max_message_bytes(self, *, to_server: bool) -> int:
+        """From the parameters: a fresh ciphertext is two polynomials of N coefficients in at
+        most L primes (8 bytes each); a context holds at most a public and a secret key.  The
+        key holder's delivery carries one sealed context per client."""
+        p, n = self.parameters, self.spec.n_clients
+        polynomial = p.poly_modulus_degree * len(p.coeff_mod_bit_sizes) * 8
+        ciphertexts = -(-(self.spec.vector_length + 1) // p.slots) * (2 * polynomial + 4096)
+        context = 4 * polynomial + 65536
+        if to_server:
+            return ENVELOPE_OVERHEAD_BYTES + max(ciphertexts, (n + 1) * (context + 1024))
+        return ENVELOPE_OVERHEAD_BYTES + max(ciphertexts + 5 * n, context + 1024)
 
     @property
     def quantization_error(self) -> float:

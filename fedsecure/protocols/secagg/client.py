@@ -1,29 +1,38 @@
-"""SecAgg client: one round of Bonawitz et al. (CCS'17, Fig. 4, semi-honest), sans-I/O.
+"""SecAgg client: one round of Bonawitz et al. (CCS'17, Fig. 4), sans-I/O, hardened so that one
+bad party can only drop itself.
 
-Theory of operation (client u, neighbours N(u), threshold t):
+Theory of operation (client u, neighbours N(u), threshold t; ``protocols/secagg/SPEC.md``):
 
-0. ``start``: make two X25519 key pairs, (c_sk, c_pk) for encrypting shares and (s_sk, s_pk)
+0. ``start``: make two X25519 key pairs, (c_sk, c_pk) for receiving shares and (s_sk, s_pk)
    for pairwise masks; send AdvertiseKeys(c_pk, s_pk).
-1. KeyRoster (U1): check it holds our own keys and >= t clients; agree share-encryption keys
-   and pairwise mask seeds with every neighbour in U1.  Draw the self-mask seed b_u;
-   Shamir-share s_sk and b_u among N(u) ∩ U1 plus ourselves (threshold t); send each neighbour
-   v its two shares sealed with AES-GCM under a key agreed from (c_sk_u, c_pk_v), the
-   associated data binding session, round, sender and recipient (EncryptedShares).
-2. ForwardedShares (U2 = senders): open each ciphertext; one that fails authentication is
-   reported as a complaint (the server drops its sender).  Quantize the weighted input
-   (stochastic rounding), append the weight, add the self mask PRG(b_u) and, for every
-   v in U2 ∩ N(u), +PRG(s_uv) if u < v else -PRG(s_uv); send MaskedInput.
-3. UnmaskRequest (U3 survivors, D dropped): refuse unless the lists are disjoint, we are a
-   survivor and |U3| >= t — an honest client never reveals both the seed share and the
-   key share of one peer.  Send the seed shares of U3 and the key shares of D (UnmaskShares).
+1. KeyRoster (U1): check it holds our own keys and >= t clients.  A peer whose key is invalid
+   (malformed, low order) is treated as dropped, never as our own failure.  Agree pairwise
+   mask seeds with every valid neighbour.  Draw the self-mask seed b_u; Shamir-share s_sk and
+   b_u among N(u) ∩ U1 plus ourselves (threshold t); seal each holder v's share pair with
+   AES-GCM under a key agreed from a fresh ephemeral key e_uv and c_pk_v (associated data
+   binding session, round, sender and recipient); send EncryptedShares with the ephemeral
+   public keys and a commitment to b_u.
+2. ForwardedShares (U2 candidates): open each ciphertext; those that fail become complaints.
+   Send ShareReceipt(complaints, digest(roster), digest(forwarded)) — the digests let the
+   server detect a view altered in transit.
+2b. OpenRequest (only if accused): reveal e_uv for each accuser v (ShareOpenings), so the
+   server can open that one ciphertext itself and decide who lied.  At most t - 1 openings:
+   more would hand the server t shares of our own secrets, so we refuse (and drop ourselves).
+3. MaskingSet (U2, complaints settled): check it holds us, only clients that sent us shares,
+   none we complained about, and >= t clients.  Quantize the weighted input (stochastic
+   rounding), append the weight, add PRG(b_u) and, for every v in U2 ∩ N(u), +PRG(s_uv) if
+   u < v else -PRG(s_uv); send MaskedInput with digest(MaskingSet).
+4. UnmaskRequest (U3 survivors, D dropped): refuse unless the lists are disjoint, we are a
+   survivor, both lie in U2 and |U3| >= t — an honest client never reveals both the seed share
+   and the key share of one peer.  Send the seed shares of U3 and key shares of D that we hold
+   (UnmaskShares, with digest(UnmaskRequest)).
 
-Anything not legal in the current phase, or failing a check, aborts this client (an event,
-never an exception from ``receive``).
+Anything from the server not legal in the current phase, or failing a check, aborts this
+client (an event, never an exception from ``receive``); anything from another client is
+ignored (an event).
 """
 
 from __future__ import annotations
-
-import struct
 
 import numpy as np
 
@@ -34,7 +43,7 @@ from fedsecure.errors import (
     UnexpectedMessage,
     UnsafeRequest,
 )
-from fedsecure.hazmat import generate_keypair, seal, shamir, unseal
+from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir
 from fedsecure.kernels import quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
@@ -45,7 +54,12 @@ from fedsecure.messages import (
     ForwardedShares,
     KeyRoster,
     MaskedInput,
+    MaskingSet,
+    OpenRequest,
     RevealedShare,
+    ShareOpening,
+    ShareOpenings,
+    ShareReceipt,
     UnmaskRequest,
     UnmaskShares,
 )
@@ -54,7 +68,6 @@ from fedsecure.protocols.phased import PhasedClient
 from fedsecure.protocols.secagg import masking
 from fedsecure.rng import random_uint32
 
-_SHARE_HEADER = struct.Struct("<II")
 SEED_BYTES = 32
 
 
@@ -62,6 +75,8 @@ class SecAggClient(PhasedClient):
     HANDLERS = {
         "advertised": {KeyRoster: "_on_key_roster"},
         "shared": {ForwardedShares: "_on_forwarded_shares"},
+        "receipted": {OpenRequest: "_on_open_request", MaskingSet: "_on_masking_set"},
+        "opened": {MaskingSet: "_on_masking_set"},
         "masked": {UnmaskRequest: "_on_unmask_request"},
     }
 
@@ -71,10 +86,13 @@ class SecAggClient(PhasedClient):
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
         self._encryption = self._masking = None
         self._roster: dict[int, tuple[bytes, bytes]] = {}
+        self._roster_digest = b""
         self._own_shares: tuple[bytes, bytes] | None = None  # our share of (s_sk, b_u)
+        self._ephemeral: dict[int, bytes] = {}  # holder -> e_uv (opens our ciphertext to it)
         self._held: dict[int, tuple[bytes, bytes]] = {}  # peer -> (key share, seed share)
-        self._share_keys: dict[int, bytes] = {}  # peer -> AES-GCM key for shares
         self._mask_seeds: dict[int, bytes] = {}  # peer -> X25519(s_sk, s_pk_peer)
+        self._senders: frozenset[int] = frozenset()  # who forwarded us a share
+        self._complained: frozenset[int] = frozenset()
         self._u2: frozenset[int] = frozenset()
         self._seed = b""
 
@@ -97,14 +115,21 @@ class SecAggClient(PhasedClient):
             raise IntegrityError("roster does not carry our own public keys", SERVER_ID)
         if len(roster) < t:
             raise InsufficientParticipants("key roster", remaining=len(roster), threshold=t)
+        self._roster_digest = masking.view_digest(self.context, body)
+        peers = sorted(self.agg.graph.neighbours(self.party_id) & roster.keys())
+        mask_seeds = agree_each(self._masking.private, [roster[p][1] for p in peers])
+        sending = ephemeral_agreements([roster[p][0] for p in peers], self.rng)
+        outgoing = {}
+        for peer, mask_seed, (ephemeral, share_secret) in zip(peers, mask_seeds, sending):
+            if mask_seed is None or share_secret is None:
+                self._emit(PeerIgnored(peer, "invalid public key in the roster: treated as"
+                                             " dropped", IntegrityError("invalid key", peer)))
+                del roster[peer]
+                continue
+            self._mask_seeds[peer] = mask_seed
+            outgoing[peer] = (ephemeral, share_secret)
         self._roster = roster
-        holders = sorted((self.agg.graph.share_holders(self.party_id)) & roster.keys())
-        peers = self.agg.graph.neighbours(self.party_id) & roster.keys()
-        self._share_keys = masking.share_keys(
-            self._encryption.private, self.party_id, {p: roster[p][0] for p in peers},
-            self.context)
-        self._mask_seeds = masking.agreed_secrets(self._masking.private,
-                                                  {p: roster[p][1] for p in peers})
+        holders = sorted(self.agg.graph.share_holders(self.party_id) & roster.keys())
         self._seed = self.rng.bytes(SEED_BYTES)
         shares = shamir.share_secrets([self._masking.private, self._seed], holders, t, self.rng)
         sealed = []
@@ -114,10 +139,13 @@ class SecAggClient(PhasedClient):
             if holder == self.party_id:
                 self._own_shares = (key_share, seed_share)
                 continue
-            plaintext = _SHARE_HEADER.pack(self.party_id, holder) + key_share + seed_share
+            ephemeral, secret = outgoing[holder]
+            self._ephemeral[holder] = ephemeral.private
+            plaintext = masking.share_plaintext(self.party_id, holder, key_share, seed_share)
+            key = masking.share_key(secret, self.party_id, holder, self.context)
             ad = masking.share_associated_data(self.context, self.party_id, holder)
-            sealed.append(AddressedCiphertext(
-                holder, seal(self._share_keys[holder], plaintext, ad, self.rng)))
+            sealed.append(AddressedCiphertext(holder, ephemeral.public,
+                                              seal(key, plaintext, ad, self.rng)))
         commitment = masking.seed_commitment(self._seed, self.party_id, self.context)
         self._send(EncryptedShares(sealed, commitment))
         self._enter("shared")
@@ -130,16 +158,49 @@ class SecAggClient(PhasedClient):
             raise MalformedMessage("forwarded shares from unexpected or repeated senders", SERVER_ID)
         if len(senders) + 1 < t:
             raise InsufficientParticipants("forwarded shares", remaining=len(senders) + 1, threshold=t)
+        secrets = agree_each(self._encryption.private,
+                             [item.ephemeral_public_key for item in body.shares])
         complaints = []
-        for item in body.shares:
+        for item, secret in zip(body.shares, secrets):
             try:
-                self._held[item.peer] = self._open_share(item.peer, item.ciphertext)
+                if secret is None:
+                    raise IntegrityError("invalid ephemeral public key", item.peer)
+                key = masking.share_key(secret, item.peer, self.party_id, self.context)
+                self._held[item.peer] = masking.open_share(key, item.ciphertext, item.peer,
+                                                           self.party_id, self.context)
             except (IntegrityError, MalformedMessage) as exc:
                 complaints.append(item.peer)
                 self._emit(PeerIgnored(item.peer, str(exc), exc))
-        self._u2 = frozenset(senders)
-        masked = self._masked_input()
-        self._send(MaskedInput(ArrayPayload.pack(masked), complaints))
+        self._senders = frozenset(senders)
+        self._complained = frozenset(complaints)
+        self._send(ShareReceipt(complaints, self._roster_digest,
+                                masking.view_digest(self.context, body)))
+        self._enter("receipted")
+
+    def _on_open_request(self, body: OpenRequest) -> None:
+        accusers = list(body.accusers)
+        if len(set(accusers)) != len(accusers) or not set(accusers) <= self._ephemeral.keys():
+            raise MalformedMessage("open request names clients we sent no share to", SERVER_ID)
+        if len(accusers) >= self.agg.threshold:
+            raise UnsafeRequest(f"asked to open {len(accusers)} shares; t = "
+                                f"{self.agg.threshold} would reveal our secrets", SERVER_ID)
+        self._send(ShareOpenings([ShareOpening(v, self._ephemeral[v]) for v in sorted(accusers)]))
+        self._enter("opened")
+
+    def _on_masking_set(self, body: MaskingSet) -> None:
+        t = self.agg.threshold
+        u2 = set(body.clients)
+        if len(u2) != len(body.clients) or self.party_id not in u2:
+            raise MalformedMessage("masking set with repeats or without us", SERVER_ID)
+        neighbours_in = u2 & self.agg.graph.neighbours(self.party_id)
+        if not neighbours_in <= self._senders or neighbours_in & self._complained:
+            raise UnexpectedMessage("masking set names a neighbour whose share we do not hold",
+                                    SERVER_ID)
+        if len(u2) < t:
+            raise InsufficientParticipants("masking set", remaining=len(u2), threshold=t)
+        self._u2 = frozenset(u2)
+        masked = self._masked_input(neighbours_in)
+        self._send(MaskedInput(ArrayPayload.pack(masked), masking.view_digest(self.context, body)))
         self._enter("masked")
 
     def _on_unmask_request(self, body: UnmaskRequest) -> None:
@@ -152,35 +213,21 @@ class SecAggClient(PhasedClient):
                 f"asked for both shares of clients {sorted(survivors & dropped)}", SERVER_ID)
         if self.party_id not in survivors:
             raise UnexpectedMessage("unmask request that does not list us as a survivor", SERVER_ID)
-        known = self._u2 | {self.party_id}
-        if not (survivors | dropped) <= known:
+        if not (survivors | dropped) <= self._u2:
             raise MalformedMessage(
-                f"unmask request names clients {sorted((survivors | dropped) - known)} outside U2",
-                SERVER_ID)
+                f"unmask request names clients {sorted((survivors | dropped) - self._u2)}"
+                " outside U2", SERVER_ID)
         if len(survivors) < t:
             raise UnsafeRequest(f"only {len(survivors)} survivors, threshold is {t}", SERVER_ID)
         held = dict(self._held)
         held[self.party_id] = self._own_shares
         seed_shares = [RevealedShare(c, held[c][1]) for c in sorted(survivors) if c in held]
         key_shares = [RevealedShare(c, held[c][0]) for c in sorted(dropped) if c in held]
-        self._send(UnmaskShares(seed_shares, key_shares))
+        self._send(UnmaskShares(seed_shares, key_shares, masking.view_digest(self.context, body)))
         self._finish(survivors)
 
     # ------------------------------------------------------------------ helpers
-    def _open_share(self, peer: int, ciphertext: bytes) -> tuple[bytes, bytes]:
-        ad = masking.share_associated_data(self.context, peer, self.party_id)
-        plaintext = unseal(self._share_keys[peer], ciphertext, ad)
-        size = shamir.SHARE_BYTES
-        if len(plaintext) != _SHARE_HEADER.size + 2 * size:
-            raise MalformedMessage("share plaintext of the wrong size", peer)
-        if _SHARE_HEADER.unpack_from(plaintext) != (peer, self.party_id):
-            raise IntegrityError("share names other parties than its envelope", peer)
-        body = plaintext[_SHARE_HEADER.size:]
-        for share in (body[:size], body[size:]):
-            shamir.share_from_bytes(share)  # validates field elements
-        return body[:size], body[size:]
-
-    def _masked_input(self) -> np.ndarray:
+    def _masked_input(self, peers) -> np.ndarray:
         fixed = self.agg.fixed_point
         vector, weight = self._input
         uniform = random_uint32(self.rng, vector.shape[0])
@@ -189,7 +236,7 @@ class SecAggClient(PhasedClient):
                               modulus_bits=fixed.modulus_bits, dtype=fixed.dtype)
         words[-1] = weight
         masking.add_self_mask(words, self._seed, self.party_id, self.context, +1)
-        for peer in sorted(self._u2):
+        for peer in sorted(peers):
             masking.add_pairwise_mask(words, self._mask_seeds[peer], self.party_id, peer,
                                       self.context, masking.pairwise_sign(self.party_id, peer))
         reduce_into(words, fixed.modulus_bits)
@@ -199,6 +246,6 @@ class SecAggClient(PhasedClient):
         self._encryption = self._masking = None
         self._seed = b""
         self._own_shares = None
+        self._ephemeral.clear()
         self._held.clear()
-        self._share_keys.clear()
         self._mask_seeds.clear()

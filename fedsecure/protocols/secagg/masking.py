@@ -7,8 +7,11 @@ masks of different rounds, sessions or pairs share a keystream:
 * self mask of u:       seed b_u (32 random bytes),        context "self"     | session | round | u
 * pairwise mask of u,v: seed X25519(s_sk_u, s_pk_v),        context "pairwise" | session | round | min | max
   client u adds it when u < v and subtracts it when u > v, so the pair cancels in the sum.
-* share encryption u->v: key HKDF(X25519(c_sk_u, c_pk_v)),  context "shares"   | session | round | min | max
-  with associated data binding session, round, sender and recipient.
+* share encryption u->v: key HKDF(X25519(e_uv, c_pk_v)),     context "shares"   | session | round | u | v
+  where e_uv is a fresh ephemeral key of u for this one recipient (so u can open exactly this
+  ciphertext to settle a complaint), with associated data binding session, round, sender and
+  recipient.
+* view digests: SHA-256 of a server message's encoding, echoed by the client that acted on it.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ from __future__ import annotations
 import hashlib
 import struct
 
+import msgspec
 import numpy as np
 
-from fedsecure.hazmat import agree_many, derive_key
+from fedsecure.errors import IntegrityError, MalformedMessage
+from fedsecure.hazmat import agree_many, derive_key, shamir, unseal
 from fedsecure.hazmat.prg import MaskPRG
 
 _U32 = struct.Struct("<I")
+_SHARE_HEADER = struct.Struct("<II")
 
 
 def round_context(session: bytes, round_number: int) -> bytes:
@@ -48,22 +54,49 @@ def add_pairwise_mask(vector: np.ndarray, seed: bytes, own: int, peer: int, cont
 
 
 def agreed_secrets(private: bytes, peer_publics: dict[int, bytes]) -> dict[int, bytes]:
-    """X25519 secrets with each peer (the private key is loaded once for all of them)."""
+    """X25519 secrets with each peer (the private key is loaded once for all of them); every
+    key must be valid (the server checked them when they were advertised)."""
     peers = sorted(peer_publics)
     return dict(zip(peers, agree_many(private, [peer_publics[p] for p in peers])))
 
 
-def share_keys(encryption_private: bytes, own: int, peer_publics: dict[int, bytes],
-               context: bytes) -> dict[int, bytes]:
-    """AES-GCM keys for the shares exchanged with each peer (the same key both ways)."""
-    secrets = agreed_secrets(encryption_private, peer_publics)
-    return {peer: derive_key(secret, purpose="secagg-share-encryption",
-                             context=context + _pair(own, peer))
-            for peer, secret in secrets.items()}
+def share_key(secret: bytes, sender: int, recipient: int, context: bytes) -> bytes:
+    """AES-GCM key of the one share ciphertext ``sender`` -> ``recipient``, from the agreement
+    of the sender's ephemeral key for this recipient with the recipient's encryption key."""
+    return derive_key(secret, purpose="secagg-share-encryption",
+                      context=context + struct.pack("<II", sender, recipient))
+
+
+def share_plaintext(sender: int, recipient: int, key_share: bytes, seed_share: bytes) -> bytes:
+    return _SHARE_HEADER.pack(sender, recipient) + key_share + seed_share
+
+
+def open_share(key: bytes, ciphertext: bytes, sender: int, recipient: int,
+               context: bytes) -> tuple[bytes, bytes]:
+    """The (key share, seed share) sealed ``sender`` -> ``recipient``; IntegrityError if it
+    does not authenticate or names other parties, MalformedMessage if its content is not two
+    valid shares.  The recipient runs it, and the server when it settles a complaint."""
+    plaintext = unseal(key, ciphertext, share_associated_data(context, sender, recipient))
+    size = shamir.SHARE_BYTES
+    if len(plaintext) != _SHARE_HEADER.size + 2 * size:
+        raise MalformedMessage("share plaintext of the wrong size", sender)
+    if _SHARE_HEADER.unpack_from(plaintext) != (sender, recipient):
+        raise IntegrityError("share names other parties than its envelope", sender)
+    body = plaintext[_SHARE_HEADER.size:]
+    for share in (body[:size], body[size:]):
+        shamir.share_from_bytes(share)  # validates field elements
+    return body[:size], body[size:]
 
 
 def share_associated_data(context: bytes, sender: int, recipient: int) -> bytes:
     return b"fedsecure/secagg/v1/shares" + context + struct.pack("<II", sender, recipient)
+
+
+def view_digest(context: bytes, body) -> bytes:
+    """What a client echoes of a server message it acted on: SHA-256 over the message body's
+    canonical encoding, so the server detects a view altered in transit."""
+    return hashlib.sha256(b"fedsecure/secagg/v1/view" + context
+                          + msgspec.msgpack.encode(body)).digest()
 
 
 def seed_commitment(seed: bytes, owner: int, context: bytes) -> bytes:

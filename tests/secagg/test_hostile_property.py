@@ -1,0 +1,97 @@
+"""Property: up to n - t hostile clients, each with a behaviour drawn from ``tests.hostile``,
+plus random dropouts at every phase.  Never an untyped exception; the result is the exact sum
+of the honest survivors' inputs (U3), or a typed abort that happens only below threshold — or,
+when more unmask shares are corrupted than decoding can correct, a typed ProtocolAborted."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedsecure.errors import InsufficientParticipants, ProtocolAborted
+from fedsecure.protocols.base import AggregationSpec
+from fedsecure.rng import DeterministicRandom
+from fedsecure.runtime.faults import Silent
+from fedsecure.runtime.simulation import simulate_round
+from tests.hostile import BEHAVIOURS, HostileSecAgg
+from tests.secagg.helpers import CLIENT_TAGS, SESSION, exact_sum, grid_inputs
+
+
+class Abort(Exception):
+    """The model says: fewer than t remain here."""
+
+
+def expected_outcome(n, t, hostile, silent):
+    """(U3, corrupted shares, responders) by the protocol's rules, or raises Abort."""
+    def at(tag):
+        return {c for c, s in silent.items() if s == tag}
+
+    def need(group):
+        if len(group) < t:
+            raise Abort
+        return group
+
+    of = {name: {c for c, b in hostile.items() if b == name} for name in BEHAVIOURS}
+    u1 = need(set(range(1, n + 1)) - at("AdvertiseKeys") - of["low_order_keys"])
+    u2a = need(u1 - at("EncryptedShares"))
+    receipts = need(u2a - at("ShareReceipt"))
+    accusers = {c: set() for c in receipts}
+    for g in of["garbage_shares"] & u2a:
+        for victim in sorted(u1 - {g})[:2]:
+            if victim in receipts and g in receipts:
+                accusers[g].add(victim)
+    for f in of["false_complaints"] & receipts:
+        for peer in (u2a - {f}) & receipts:
+            accusers[peer].add(f)
+    dropped = set()
+    for accused, by in accusers.items():
+        if not by:
+            continue
+        if len(by) >= t:
+            dropped.add(accused)  # refuses to open that many
+            continue
+        victims = set(sorted(u1 - {accused})[:2]) if accused in of["garbage_shares"] else set()
+        if by & victims:
+            dropped.add(accused)
+        dropped |= by - victims  # their complaints are refuted
+    u2 = need(receipts - dropped)
+    u3 = need(u2 - at("MaskedInput") - of["oversized_input"])
+    responders = need(u3 - at("UnmaskShares"))
+    return sorted(u3), len(responders & of["corrupt_unmask_share"]), len(responders)
+
+
+@st.composite
+def scenarios(draw):
+    n = draw(st.integers(4, 12))
+    t = draw(st.integers(n // 2 + 1, n))
+    bad = draw(st.lists(st.integers(1, n), unique=True, max_size=n - t))
+    hostile = {c: draw(st.sampled_from(sorted(BEHAVIOURS))) for c in bad}
+    silent = draw(st.dictionaries(st.integers(1, n), st.sampled_from(CLIENT_TAGS),
+                                  max_size=n // 2))
+    return n, t, hostile, silent, draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenarios())
+def test_hostile_clients_only_drop_themselves(scenario):
+    n, t, hostile, silent, seed = scenario
+    spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
+    aggregator = HostileSecAgg(spec, hostile={c: BEHAVIOURS[b] for c, b in hostile.items()},
+                               scale_bits=8, threshold=t, rng=DeterministicRandom(seed))
+    inputs = grid_inputs(aggregator, seed)
+    report = simulate_round(aggregator, inputs,
+                            faults=[Silent(c, tag) for c, tag in silent.items()])
+    try:
+        survivors, corrupted, responders = expected_outcome(n, t, hostile, silent)
+    except Abort:
+        assert isinstance(report.error, InsufficientParticipants), report.error
+        return
+    if report.error is not None:
+        assert corrupted > (responders - t) // 2, report.error
+        assert isinstance(report.error, ProtocolAborted)
+        return
+    assert list(report.result.survivors) == survivors
+    expected, weight = exact_sum(aggregator, inputs, survivors)
+    np.testing.assert_array_equal(report.result.weighted_sum, expected)
+    assert report.result.total_weight == weight
