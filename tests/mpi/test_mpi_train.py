@@ -107,12 +107,12 @@ def test_a_client_count_that_does_not_match_the_ranks_stops_every_rank(launcher,
 
 
 def test_ranks_with_different_training_options_refuse_to_start(launcher, tmp_path):
-    options = ["-m", "fedsecure", "train", "--mpi", "--clients", "2", "--run-dir",
+    options = ["-m", "fedsecure", "train", "--mpi", "--clients", "3", "--run-dir",
                str(tmp_path / "mpi")]
-    done = launcher.run(2, options, mpmd=[(1, [*options, "--lr", "0.1"])], keep_going=False,
+    done = launcher.run(3, options, mpmd=[(1, [*options, "--lr", "0.1"])], keep_going=False,
                         timeout_s=240)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.count("ranks [2] run a different training configuration or data") == 3
+    assert done.stderr.count("ranks [3] run a different training configuration or data") == 4
     assert not (tmp_path / "mpi" / "checkpoint.pt").exists()
 
 
