@@ -1,9 +1,14 @@
 """The random Harary graph: symmetric, k-regular, k-connected, identical for every party."""
 
+import hashlib
+import struct
 from collections import deque
 
 import numpy as np
 import pytest
+from Crypto.Cipher import AES
+from Crypto.Hash import SHA256
+from Crypto.Protocol.KDF import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -134,3 +139,21 @@ def test_refuses_a_client_outside_the_graph():
     for stranger in (0, 4, 10):
         with pytest.raises(ConfigurationError):
             graph.neighbours(stranger)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=graphs())
+def test_ring_follows_the_spec_written_out_with_another_library(case):
+    """SPEC "Graph derivation" step by step with hashlib, pycryptodome HKDF and AES-CTR."""
+    ids, _, session, round_number = case
+    ordered = sorted(ids)
+    seed = hashlib.sha256(
+        b"fedsecure/secaggplus/v1/harary-graph" + struct.pack("<I", len(session)) + session
+        + struct.pack("<QI", round_number, len(ids))
+        + b"".join(struct.pack("<I", c) for c in ordered)).digest()
+    key = HKDF(seed, 32, b"", SHA256, context=b"fedsecure/v1/mask-prg\x00harary-graph")
+    stream = AES.new(key, AES.MODE_CTR, nonce=b"", initial_value=bytes(16)).encrypt(
+        bytes(8 * len(ids)))
+    keys = struct.unpack(f"<{len(ids)}Q", stream)
+    expected = [c for _, c in sorted(zip(keys, ordered))]
+    assert derive_ring(ids, session=session, round_number=round_number).tolist() == expected

@@ -41,17 +41,15 @@ PRG_CONTEXT = b"harary-graph"
 MAX_CLIENT_ID = 2**32 - 1
 
 
+def graph_seed(clients: Iterable[int], *, session: bytes, round_number: int) -> bytes:
+    """The 32-byte seed of one round's ring (public: every party computes it)."""
+    return _seed(_client_ids(clients), session, round_number)
+
+
 def derive_ring(clients: Iterable[int], *, session: bytes, round_number: int) -> np.ndarray:
     """The clients in ring order (an int64 array) for one round; see the module docstring."""
     ids = _client_ids(clients)
-    if not isinstance(session, bytes):
-        raise ConfigurationError(f"session={session!r}: must be bytes")
-    round_number = _integer("round_number", round_number, 0, 2**64 - 1)
-    seed = hashlib.sha256(
-        DOMAIN + len(session).to_bytes(4, "little") + session
-        + round_number.to_bytes(8, "little") + len(ids).to_bytes(4, "little")
-        + ids.astype("<u4").tobytes()).digest()
-    keys = expand(seed, PRG_CONTEXT, len(ids), "<u8")
+    keys = expand(_seed(ids, session, round_number), PRG_CONTEXT, len(ids), "<u8")
     return ids[np.lexsort((ids, keys))]
 
 
@@ -83,6 +81,16 @@ class HararyGraph(NeighbourGraph):
     def neighbours(self, client: int) -> frozenset[int]:
         around = (self.position(client) + self._offsets) % len(self.ring)
         return frozenset(self.ring[around].tolist())
+
+
+def _seed(ids: np.ndarray, session: bytes, round_number: int) -> bytes:
+    if not isinstance(session, bytes):
+        raise ConfigurationError(f"session={session!r}: must be bytes")
+    round_number = _integer("round_number", round_number, 0, 2**64 - 1)
+    return hashlib.sha256(
+        DOMAIN + len(session).to_bytes(4, "little") + session
+        + round_number.to_bytes(8, "little") + len(ids).to_bytes(4, "little")
+        + ids.astype("<u4").tobytes()).digest()
 
 
 def _client_ids(clients: Iterable[int]) -> np.ndarray:
