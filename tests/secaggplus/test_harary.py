@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError
+from fedsecure.protocols.secagg import harary
 from fedsecure.protocols.secagg.graph import NeighbourGraph
 from fedsecure.protocols.secagg.harary import HararyGraph, derive_ring
 
@@ -157,3 +158,11 @@ def test_ring_follows_the_spec_written_out_with_another_library(case):
     keys = struct.unpack(f"<{len(ids)}Q", stream)
     expected = [c for _, c in sorted(zip(keys, ordered))]
     assert derive_ring(ids, session=session, round_number=round_number).tolist() == expected
+
+
+def test_equal_keys_are_ordered_by_client_id(monkeypatch):
+    """A 64-bit key collision (probability < n^2 / 2^65) is broken by the id, as the SPEC says."""
+    keys = np.array([5, 1, 5, 0, 1, 5], dtype=np.uint64)
+    monkeypatch.setattr(harary, "expand", lambda seed, context, count, dtype: keys)
+    ring = derive_ring([60, 50, 40, 30, 20, 10], session=b"", round_number=0)
+    assert ring.tolist() == [40, 20, 50, 10, 30, 60]  # ids ascending carry keys 5 1 5 0 1 5

@@ -49,21 +49,22 @@ def graph_seed(clients: Iterable[int], *, session: bytes, round_number: int) -> 
 def derive_ring(clients: Iterable[int], *, session: bytes, round_number: int) -> np.ndarray:
     """The clients in ring order (an int64 array) for one round; see the module docstring."""
     ids = _client_ids(clients)
-    keys = expand(_seed(ids, session, round_number), PRG_CONTEXT, len(ids), "<u8")
-    return ids[np.lexsort((ids, keys))]
+    return ids[_ring_order(ids, session, round_number)]
 
 
 class HararyGraph(NeighbourGraph):
     """H(n, k) on the ring of :func:`derive_ring`: each client's k/2 ring neighbours per side."""
 
     def __init__(self, clients: Iterable[int], degree: int, *, session: bytes, round_number: int):
-        self.ring = derive_ring(clients, session=session, round_number=round_number)
-        n = len(self.ring)
+        self._sorted_ids = _client_ids(clients)
+        n = len(self._sorted_ids)
         self.degree = _integer("degree", degree, 2, n - 1)
         if self.degree % 2:
             raise ConfigurationError(f"degree={degree!r}: must be even")
-        self._position = np.argsort(self.ring)  # ring position of the r-th smallest id
-        self._sorted_ids = self.ring[self._position]
+        order = _ring_order(self._sorted_ids, session, round_number)
+        self.ring = self._sorted_ids[order]
+        self._position = np.empty(n, dtype=np.int64)  # ring position of the r-th smallest id
+        self._position[order] = np.arange(n)
         half = self.degree // 2
         self._offsets = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])
 
@@ -83,6 +84,16 @@ class HararyGraph(NeighbourGraph):
         return frozenset(self.ring[around].tolist())
 
 
+def _ring_order(ids: np.ndarray, session: bytes, round_number: int) -> np.ndarray:
+    """Indices into the ascending ``ids`` in ring order: ascending (key, id)."""
+    keys = expand(_seed(ids, session, round_number), PRG_CONTEXT, len(ids), "<u8")
+    order = np.argsort(keys)
+    ordered = keys[order]
+    if np.any(ordered[1:] == ordered[:-1]):  # a key collision (< n^2 / 2^65): the id decides
+        order = np.lexsort((ids, keys))
+    return order
+
+
 def _seed(ids: np.ndarray, session: bytes, round_number: int) -> bytes:
     if not isinstance(session, bytes):
         raise ConfigurationError(f"session={session!r}: must be bytes")
@@ -95,6 +106,8 @@ def _seed(ids: np.ndarray, session: bytes, round_number: int) -> bytes:
 
 def _client_ids(clients: Iterable[int]) -> np.ndarray:
     """The ids as a sorted int64 array, checked: integers in [0, 2^32 - 1], distinct, >= 3."""
+    if isinstance(clients, range):
+        clients = np.arange(clients.start, clients.stop, clients.step)
     ids = np.array(clients if isinstance(clients, np.ndarray) else list(clients))
     if ids.ndim != 1 or ids.dtype.kind not in "iu":
         raise ConfigurationError("clients: must be a flat collection of integer ids")
