@@ -44,6 +44,7 @@ def test_harary_neighbours_lookup(benchmark):
     benchmark.group = "harary neighbours"
     graph = HararyGraph(range(1, 10**6 + 1), 38, session=SESSION, round_number=1)
     benchmark(graph.neighbours, 123_456)
+    benchmark.extra_info["degree"] = graph.degree
 
 
 @pytest.mark.parametrize("n,corrupt,dropout", [(10**6, 0.05, 0.05), (10**6, 0.45, 0.45)])
