@@ -2,7 +2,9 @@
 
 Stochastic rounding draws one uniform 32-bit word per value.  Each case draws ``WORDS`` words
 and records ``bytes_per_s`` and its time over the raw AES-256-CTR keystream of the same bytes
-(pyca ``update_into`` into a reused buffer), measured in the same test.
+(pyca ``update_into`` into a reused buffer), measured in the same test.  The quantize cases
+time the whole encoding step a SecAgg client runs before masking (draw + clip + round +
+weight into uint32 words) with either source.
 Run: pytest benchmarks/bench_rng.py --benchmark-only
 """
 
@@ -12,9 +14,11 @@ import os
 import statistics
 import time
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from fedsecure.kernels import quantize
 from fedsecure.rng import SystemRandom, bulk_uint32, random_uint32
 
 WORDS = 10**6
@@ -47,3 +51,19 @@ def test_rounding_randomness(benchmark, source):
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(bytes_per_s=4 * WORDS / median, raw_keystream_s=raw,
                                 over_raw_keystream=median / raw)
+
+
+@pytest.mark.parametrize("source", ["random_uint32(SystemRandom)", "bulk_uint32(SystemRandom)"])
+def test_quantize_step(benchmark, source):
+    benchmark.group = f"quantize step {WORDS:.0e} values"
+    draw = SOURCES[source]
+    vector = np.linspace(-1.5, 1.5, WORDS)
+
+    def step():
+        return quantize(vector, draw(), scale=2.0**16, clip=1.0, weight=7, modulus_bits=30,
+                        dtype="<u4")
+
+    benchmark(step)
+    raw = raw_keystream_seconds(4 * WORDS)
+    benchmark.extra_info.update(raw_keystream_s=raw,
+                                over_raw_keystream=benchmark.stats.stats.median / raw)

@@ -135,14 +135,6 @@ def _disconnected_bound(n: int, k: int, bad: int) -> float:
     return math.exp(log_gap_pairs + _log_choose(bad, k) - _log_choose(n, k))
 
 
-def _log_disconnected(n: int, k: int, bad: int) -> float:
-    """log of the union bound P1 on removing ``bad`` clients disconnecting H(n, k)."""
-    if k > bad:
-        return -math.inf
-    gap_pairs = math.log(n) + math.log(n - k - 1) - math.log(2)
-    return gap_pairs + _log_choose(bad, k) - _log_choose(n, k)
-
-
 def _log_hypergeometric_pmf(total: int, marked: int, draws: int) -> np.ndarray:
     """log P[X = x], x = 0..draws, X ~ Hypergeometric(total, marked, draws); -inf off support.
 
