@@ -1,7 +1,8 @@
 """Bit-packing of ring words: each value < 2^b travels in exactly b bits.
 
-Theory of operation (Bonawitz et al., CCS'17, Section 7: masked words are sent in
-ceil(log2 R) bits; the SecAgg+ wire format of protocols/secaggplus/SPEC.md, "Packing").  A
+Theory of operation (the communication figures of Bonawitz et al., CCS'17, count each masked
+word of the ring Z_R in ceil(log2 R) bits; the wire format is protocols/secaggplus/SPEC.md,
+"Packing").  A
 vector of ``count`` words, each < 2^bits, is one bit stream of ``count * bits`` bits: value i
 occupies stream bits ``[i * bits, (i + 1) * bits)``, least significant bit first, and stream
 bit j is bit ``j % 8`` of byte ``j // 8`` (little-endian bit order; for bits = 8, 16, 32, 64 this
