@@ -144,8 +144,7 @@ def _log_hypergeometric_pmf(total: int, marked: int, draws: int) -> np.ndarray:
     low, high = max(0, draws - (total - marked)), min(draws, marked)
     log_pmf = np.full(draws + 1, -np.inf)
     x = np.arange(low, high, dtype=np.float64)
-    ratios = np.log(marked - x) + np.log(draws - x) - np.log(x + 1) \
-        - np.log(total - marked - draws + x + 1)
+    ratios = np.log((marked - x) * (draws - x) / ((x + 1) * (total - marked - draws + x + 1)))
     anchor = _log_choose(marked, low) + _log_choose(total - marked, draws - low) \
         - _log_choose(total, draws)
     log_pmf[low] = anchor
