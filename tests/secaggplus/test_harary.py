@@ -38,7 +38,7 @@ def build(case) -> HararyGraph:
 def test_graph_is_symmetric_k_regular_and_loop_free(case):
     graph = build(case)
     ids, degree = case[0], case[1]
-    assert isinstance(graph, NeighbourGraph) and graph.clients == len(ids)
+    assert isinstance(graph, NeighbourGraph) and graph.n_clients == len(ids)
     for client in ids:
         mine = graph.neighbours(client)
         assert len(mine) == degree and client not in mine and mine <= set(ids)

@@ -69,7 +69,7 @@ class HararyGraph(NeighbourGraph):
         self._offsets = np.concatenate([np.arange(-half, 0), np.arange(1, half + 1)])
 
     @property
-    def clients(self) -> int:
+    def n_clients(self) -> int:
         return len(self.ring)
 
     def position(self, client: int) -> int:
