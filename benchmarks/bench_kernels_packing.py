@@ -3,6 +3,8 @@
 Each case packs (or unpacks) ``WORDS`` words of a ``bits``-bit ring and records
 ``words_per_s``, the packed bytes per value, and its time over ``np.copyto`` of the same
 unpacked words (what sending them unpacked costs at least), measured in the same test.
+The add cases fold one packed upload into a running server sum: ``add_packed_into`` against
+``unpack`` then ``kernels.add_into`` (recorded as ``unpack_then_add_s``).
 Run: pytest benchmarks/bench_kernels_packing.py --benchmark-only
 """
 
@@ -14,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from fedsecure.kernels.packing import pack, packed_size, unpack
+from fedsecure.kernels import add_into
+from fedsecure.kernels.packing import add_packed_into, pack, packed_size, unpack
 
 WORDS = 10**6
 WIDTHS = [("<u4", 17), ("<u4", 24), ("<u4", 32), ("<u8", 34), ("<u8", 52)]
@@ -60,3 +63,21 @@ def test_unpack(benchmark, dtype, bits):
     out = benchmark(unpack, data, WORDS, bits, dtype)
     assert np.array_equal(out, words)
     record(benchmark, words, bits)
+
+
+@pytest.mark.parametrize("dtype,bits", WIDTHS, ids=[f"{d[1:]}-{b}bit" for d, b in WIDTHS])
+def test_add_packed_into(benchmark, dtype, bits):
+    benchmark.group = f"add packed upload into a sum {WORDS:.0e} words"
+    words = ring_words(dtype, bits)
+    data = pack(words, bits).tobytes()
+    total = np.zeros_like(words)
+    benchmark(add_packed_into, total, data, bits)
+    record(benchmark, words, bits)
+    times = []
+    for _ in range(9):
+        start = time.perf_counter()
+        add_into(total, unpack(data, WORDS, bits, dtype))
+        times.append(time.perf_counter() - start)
+    separate = statistics.median(times)
+    benchmark.extra_info.update(unpack_then_add_s=separate,
+                                over_unpack_then_add=benchmark.stats.stats.median / separate)

@@ -2,7 +2,8 @@
 
 :mod:`.quantize` encodes float vectors into Z_{2^k} (clip, stochastic rounding, weight) and
 decodes them; :mod:`.modular` adds, subtracts and reduces ring vectors in place;
-:mod:`.packing` packs ring words to k bits each for the wire and unpacks them.  Every kernel
+:mod:`.packing` packs ring words to k bits each for the wire, unpacks them, and adds
+a packed vector into a running sum.  Every kernel
 ``f`` has an ``f_reference`` in plain NumPy that the tests hold it equal to.
 """
 
@@ -15,6 +16,8 @@ from fedsecure.kernels.modular import (
     sub_into_reference,
 )
 from fedsecure.kernels.packing import (
+    add_packed_into,
+    add_packed_into_reference,
     pack,
     pack_reference,
     packed_size,
@@ -33,4 +36,5 @@ __all__ = [
     "reduce_into", "reduce_into_reference",
     "quantize", "quantize_reference", "dequantize", "dequantize_reference",
     "pack", "pack_reference", "unpack", "unpack_reference", "packed_size",
+    "add_packed_into", "add_packed_into_reference",
 ]

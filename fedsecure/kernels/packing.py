@@ -10,6 +10,9 @@ is exactly the little-endian word layout).  The stream is padded with zero bits 
 ``ceil(count * bits / 8)`` bytes.  ``unpack`` accepts only that exact length with zero padding,
 so every packed vector has one encoding.
 
+``add_packed_into`` adds a packed vector straight into a running sum (the streamed server
+total), wrapping mod 2^32 / 2^64 like :mod:`.modular`, without materialising the unpacked copy.
+
 Speed: the kernels move 64 bits at a time through one uint64 accumulator (one branch per
 value) over a whole-word buffer: ``pack`` returns a view of its first packed-size bytes,
 ``unpack`` copies the packed bytes into a zero-padded buffer once.  ``pack_reference`` and
@@ -26,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from fedsecure.errors import ConfigurationError, InvalidInput, MalformedMessage
-from fedsecure.kernels._checks import modulus_bits_for, ring_dtype
+from fedsecure.kernels._checks import modulus_bits_for, ring_dtype, ring_vector
 
 RING_DTYPES = ("<u4", "<u8")
 _STREAM_WORD = np.dtype("<u8")
@@ -53,13 +56,19 @@ def unpack(data, count: int, bits: int, dtype: str = "<u4") -> np.ndarray:
     padding bits.
     """
     raw, count, bits, dtype = _packed(data, count, bits, dtype)
-    buffer = np.zeros(_whole_words(count, bits), dtype=np.uint64)
-    buffer.view(np.uint8)[:len(raw)] = raw
-    if sys.byteorder == "big":
-        buffer.byteswap(inplace=True)
     out = np.empty(count, dtype=dtype)
-    _unpack_kernel(buffer, bits, out)
+    _unpack_kernel(_stream_words(raw, count, bits), bits, out, False)
     return out
+
+
+def add_packed_into(acc: np.ndarray, data, bits: int) -> None:
+    """``acc += unpack(data, len(acc), bits, acc.dtype)``, wrapping, without the unpacked copy.
+
+    The streamed server sum: each packed upload goes straight into the running total.
+    """
+    flat = ring_vector(acc, "acc")
+    raw, count, bits, _ = _packed(data, len(flat), bits, flat.dtype)
+    _unpack_kernel(_stream_words(raw, count, bits), bits, flat, True)
 
 
 def pack_reference(words: np.ndarray, bits: int) -> np.ndarray:
@@ -78,6 +87,12 @@ def unpack_reference(data, count: int, bits: int, dtype: str = "<u4") -> np.ndar
     stream = np.unpackbits(raw, bitorder="little")[:count * bits].reshape(count, bits)
     weights = np.uint64(1) << np.arange(bits, dtype=np.uint64)
     return (stream.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64).astype(dtype)
+
+
+def add_packed_into_reference(acc: np.ndarray, data, bits: int) -> None:
+    """NumPy reference of :func:`add_packed_into`."""
+    flat = ring_vector(acc, "acc")
+    np.add(flat, unpack_reference(data, len(flat), bits, flat.dtype), out=flat)
 
 
 @njit(cache=True)
@@ -107,7 +122,8 @@ def _pack_kernel(words, bits, out):
 
 
 @njit(cache=True)
-def _unpack_kernel(stream, bits, out):
+def _unpack_kernel(stream, bits, out, accumulate):
+    """out[i] = (or +=, wrapping) word i of the stream."""
     mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - bits)
     position = 0
     for i in range(out.size):
@@ -116,8 +132,20 @@ def _unpack_kernel(stream, bits, out):
         value = stream[index] >> np.uint64(offset)
         if offset + bits > 64:
             value |= stream[index + 1] << np.uint64(64 - offset)
-        out[i] = value & mask
+        if accumulate:
+            out[i] += value & mask
+        else:
+            out[i] = value & mask
         position += bits
+
+
+def _stream_words(raw: np.ndarray, count: int, bits: int) -> np.ndarray:
+    """The packed bytes as native uint64 stream words, zero-padded to whole words."""
+    buffer = np.zeros(_whole_words(count, bits), dtype=np.uint64)
+    buffer.view(np.uint8)[:len(raw)] = raw
+    if sys.byteorder == "big":
+        buffer.byteswap(inplace=True)
+    return buffer
 
 
 def _stream_bytes(buffer: np.ndarray) -> np.ndarray:

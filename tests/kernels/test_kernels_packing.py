@@ -8,6 +8,8 @@ from hypothesis.extra import numpy as hnp
 
 from fedsecure.errors import ConfigurationError, InvalidInput, MalformedMessage
 from fedsecure.kernels.packing import (
+    add_packed_into,
+    add_packed_into_reference,
     pack,
     pack_reference,
     packed_size,
@@ -49,6 +51,35 @@ def test_unpack_inverts_pack_and_equals_reference(case):
     for decode in (unpack, unpack_reference):
         out = decode(data, len(words), bits, words.dtype.str)
         assert out.dtype == words.dtype and np.array_equal(out, words)
+
+
+@settings(max_examples=100, deadline=None)
+@given(case=packable(), data=st.data())
+def test_add_packed_into_adds_the_unpacked_words_wrapping(case, data):
+    words, bits = case
+    acc = data.draw(hnp.arrays(words.dtype, len(words)))
+    width = 2 ** (8 * words.itemsize)
+    expected = [(a + w) % width for a, w in zip(acc.tolist(), words.tolist())]
+    packed = pack(words, bits).tobytes()
+    for add in (add_packed_into, add_packed_into_reference):
+        total = acc.copy()
+        add(total, packed, bits)
+        assert total.tolist() == expected
+
+
+def test_add_packed_into_refuses_malformed_data_and_read_only_sums():
+    packed = pack(np.array([5, 1, 6], dtype="<u4"), 3).tobytes()
+    frozen = np.zeros(3, np.uint32)
+    frozen.flags.writeable = False
+    for add in (add_packed_into, add_packed_into_reference):
+        with pytest.raises(MalformedMessage):
+            add(np.zeros(6, np.uint32), packed, 3)  # 6 words need 18 bits: 3 bytes
+        with pytest.raises(MalformedMessage):
+            add(np.zeros(3, np.uint32), packed[:1], 3)
+        with pytest.raises(InvalidInput):
+            add(frozen, packed, 3)
+        with pytest.raises(InvalidInput):
+            add(np.zeros(3, np.int32), packed, 3)
 
 
 @settings(max_examples=60, deadline=None)
