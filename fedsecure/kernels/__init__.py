@@ -1,7 +1,9 @@
 """Numba kernels for the masking and fixed-point arithmetic, each with its NumPy reference.
 
 :mod:`.quantize` encodes float vectors into Z_{2^k} (clip, stochastic rounding, weight) and
-decodes them; :mod:`.modular` adds, subtracts and reduces ring vectors in place.  Every kernel
+decodes them; :mod:`.modular` adds, subtracts and reduces ring vectors in place;
+:mod:`.packing` packs ring words to k bits each for the wire, unpacks them, and adds
+a packed vector into a running sum.  Every kernel
 ``f`` has an ``f_reference`` in plain NumPy that the tests hold it equal to.
 """
 
@@ -12,6 +14,15 @@ from fedsecure.kernels.modular import (
     reduce_into_reference,
     sub_into,
     sub_into_reference,
+)
+from fedsecure.kernels.packing import (
+    add_packed_into,
+    add_packed_into_reference,
+    pack,
+    pack_reference,
+    packed_size,
+    unpack,
+    unpack_reference,
 )
 from fedsecure.kernels.quantize import (
     dequantize,
@@ -24,4 +35,6 @@ __all__ = [
     "add_into", "add_into_reference", "sub_into", "sub_into_reference",
     "reduce_into", "reduce_into_reference",
     "quantize", "quantize_reference", "dequantize", "dequantize_reference",
+    "pack", "pack_reference", "unpack", "unpack_reference", "packed_size",
+    "add_packed_into", "add_packed_into_reference",
 ]
