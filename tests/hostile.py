@@ -20,7 +20,7 @@ from fedsecure.messages import (
     ShareReceipt,
     UnmaskShares,
 )
-from fedsecure.protocols.secagg import SecAggAggregator
+from fedsecure.protocols.secagg import SecAggAggregator, SecAggPlusAggregator
 
 ORDER_8_POINT = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
 
@@ -120,8 +120,8 @@ class HostileClient:
         return getattr(self._inner, name)
 
 
-class HostileSecAgg(SecAggAggregator):
-    """SecAgg whose clients in ``hostile`` (id -> behaviour) misbehave."""
+class _Hostile:
+    """Mixin: the clients in ``hostile`` (id -> behaviour) misbehave."""
 
     def __init__(self, spec, *, hostile, **options):
         super().__init__(spec, **options)
@@ -131,3 +131,11 @@ class HostileSecAgg(SecAggAggregator):
         client = super().client(client_id, rng=rng)
         behaviour = self.hostile.get(client_id)
         return client if behaviour is None else HostileClient(client, behaviour, self)
+
+
+class HostileSecAgg(_Hostile, SecAggAggregator):
+    """SecAgg with hostile clients."""
+
+
+class HostileSecAggPlus(_Hostile, SecAggPlusAggregator):
+    """SecAgg+ with hostile clients."""

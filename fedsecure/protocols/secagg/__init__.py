@@ -1,7 +1,12 @@
-"""Bonawitz et al. secure aggregation (CCS'17), semi-honest, with dropout recovery.
+"""Bonawitz et al. secure aggregation (CCS'17) and SecAgg+ (Bell et al., CCS'20), semi-honest,
+with dropout recovery: one client and one server, written over a neighbour graph.
 
-``make_aggregator("secagg", spec, scale_bits=16, modulus_bits=None, threshold=None)``.
-The wire protocol is specified in ``protocols/secagg/SPEC.md`` at the repository root.
+``make_aggregator("secagg", spec, scale_bits=16, modulus_bits=None, threshold=None)``: the
+complete graph.  ``make_aggregator("secaggplus", spec, dropout_fraction=0.1,
+corrupt_fraction=0.05, ...)``: a random Harary graph of degree k = O(log n) derived from the
+round's public data, with k and the per-neighbourhood threshold from the parameter finder.
+The wire protocol is specified in ``protocols/secagg/SPEC.md`` (and the graph, parameters and
+packing in ``protocols/secaggplus/SPEC.md``) at the repository root.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedsecure.config import FixedPoint, require
+from fedsecure.errors import ConfigurationError
 from fedsecure.hazmat import OVERHEAD, SHARE_BYTES
 from fedsecure.messages import ENVELOPE_OVERHEAD_BYTES
 from fedsecure.protocols.base import (
@@ -19,6 +25,8 @@ from fedsecure.protocols.base import (
 )
 from fedsecure.protocols.secagg.client import SecAggClient
 from fedsecure.protocols.secagg.graph import CompleteGraph, NeighbourGraph
+from fedsecure.protocols.secagg.harary import HararyGraph
+from fedsecure.protocols.secagg.parameters import GraphParameters, find_graph_parameters
 from fedsecure.protocols.secagg.server import SecAggServer
 from fedsecure.rng import DEFAULT_RNG, RandomSource
 
@@ -40,16 +48,29 @@ class SecAggAggregator(Aggregator):
 
     def __init__(self, spec: AggregationSpec, *, scale_bits: int = 16,
                  modulus_bits: int | None = None, threshold: int | None = None,
-                 graph: NeighbourGraph | None = None, rng: RandomSource = DEFAULT_RNG):
+                 rng: RandomSource = DEFAULT_RNG):
         super().__init__(spec, rng=rng)
-        self.threshold = spec.min_clients if threshold is None else threshold
         n = spec.n_clients
-        require(isinstance(self.threshold, int) and n // 2 + 1 <= self.threshold <= n,
-                "threshold", self.threshold, f"must be in [n/2+1, n] = [{n // 2 + 1}, {n}]")
         refuse_small_cohort(spec)
         self.fixed_point = FixedPoint(n_clients=n, clip=spec.clip, scale_bits=scale_bits,
                                       max_weight=spec.max_weight, modulus_bits=modulus_bits)
-        self.graph = graph if graph is not None else CompleteGraph(spec.client_ids)
+        self.graph: NeighbourGraph = self._graph()
+        self.threshold = self._threshold(threshold)
+        self.min_survivors = self._min_survivors()
+
+    def _graph(self) -> NeighbourGraph:
+        return CompleteGraph(self.spec.client_ids)
+
+    def _threshold(self, threshold: int | None) -> int:
+        n = self.spec.n_clients
+        threshold = self.spec.min_clients if threshold is None else threshold
+        require(isinstance(threshold, int) and n // 2 + 1 <= threshold <= n,
+                "threshold", threshold, f"must be in [n/2+1, n] = [{n // 2 + 1}, {n}]")
+        return threshold
+
+    def _min_survivors(self) -> int:
+        """The fewest clients with which the server goes on after a phase."""
+        return self.threshold
 
     def client(self, client_id: int, *, rng: RandomSource | None = None) -> SecAggClient:
         self.check_client_id(client_id)
@@ -62,7 +83,7 @@ class SecAggAggregator(Aggregator):
         """From the spec: a client's largest message is its masked input (d + 1 ring words) or
         its shares (one sealed pair per neighbour, two revealed shares per neighbour); the
         server's is the roster or the forwarded shares (one entry per client)."""
-        n, word = self.spec.n_clients, np.dtype(self.fixed_point.dtype).itemsize
+        n, word = self.graph.degree + 1, np.dtype(self.fixed_point.dtype).itemsize
         sealed = 8 + 34 + 3 + OVERHEAD + 8 + 2 * SHARE_BYTES  # peer, key, ciphertext + headers
         if to_server:
             largest = max(word * (self.spec.vector_length + 1) + 64, n * sealed + 64,
@@ -78,6 +99,68 @@ class SecAggAggregator(Aggregator):
         return self.fixed_point.quantization_error
 
 
-register_protocol("secagg", SecAggAggregator)
+class SecAggPlusAggregator(SecAggAggregator):
+    """SecAgg+ (Bell et al., CCS'20): the same parties on a random Harary graph.
 
-__all__ = ["SecAggAggregator", "SecAggClient", "SecAggServer", "CompleteGraph", "NeighbourGraph"]
+    The degree k and the per-neighbourhood Shamir threshold t come from
+    :func:`~fedsecure.protocols.secagg.parameters.find_graph_parameters` for the tolerated
+    ``dropout_fraction`` and ``corrupt_fraction`` at ``security_bits`` (σ) and
+    ``correctness_bits`` (η); ``degree`` / ``threshold`` override them.  The graph is derived
+    from the session, round and client ids, so every party computes the same one.  The server
+    goes on while ``spec.min_clients`` (and at least t) clients remain; each client refuses to
+    go on when fewer than t of its share holders remain.  :attr:`parameters` reports the
+    guarantee reached; it is None when the cohort is too small for a sparse graph (no sparse
+    graph meets the targets, or a tolerated fraction of n is below one client) and the
+    complete graph of SecAgg is used.  Semi-honest server, as for SecAgg (docs/threat-model.md).
+    """
+
+    name = "secaggplus"
+
+    def __init__(self, spec: AggregationSpec, *, scale_bits: int = 16,
+                 modulus_bits: int | None = None, dropout_fraction: float = 0.1,
+                 corrupt_fraction: float = 0.05, security_bits: float = 40.0,
+                 correctness_bits: float = 20.0, degree: int | None = None,
+                 threshold: int | None = None, rng: RandomSource = DEFAULT_RNG):
+        try:
+            self.parameters: GraphParameters | None = find_graph_parameters(
+                spec.n_clients, corrupt_fraction=corrupt_fraction,
+                dropout_fraction=dropout_fraction, security_bits=security_bits,
+                correctness_bits=correctness_bits)
+        except ConfigurationError as exc:
+            if "no sparse" not in str(exc):
+                raise
+            self.parameters = None  # too few clients for a sparse graph: the complete one
+        n = spec.n_clients
+        if min(corrupt_fraction * n if corrupt_fraction else 1,
+               dropout_fraction * n if dropout_fraction else 1) < 1:
+            self.parameters = None  # the tolerated fractions round to no client at all
+        planned = self.parameters.degree if self.parameters is not None else spec.n_clients - 1
+        self._degree = planned if degree is None else degree
+        super().__init__(spec, scale_bits=scale_bits, modulus_bits=modulus_bits,
+                         threshold=threshold, rng=rng)
+
+    def _graph(self) -> NeighbourGraph:
+        if self._degree >= self.spec.n_clients - 1:
+            return CompleteGraph(self.spec.client_ids)
+        return HararyGraph(self.spec.client_ids, self._degree, session=self.session,
+                           round_number=self.spec.round)
+
+    def _threshold(self, threshold: int | None) -> int:
+        if isinstance(self.graph, CompleteGraph):
+            return super()._threshold(threshold)
+        holders = self.graph.degree + 1
+        if threshold is None:
+            threshold = self.parameters.threshold if self.parameters else holders // 2 + 1
+        require(isinstance(threshold, int) and 2 <= threshold <= holders, "threshold",
+                threshold, f"must be in [2, degree + 1] = [2, {holders}]")
+        return threshold
+
+    def _min_survivors(self) -> int:
+        return max(self.threshold, self.spec.min_clients)
+
+
+register_protocol("secagg", SecAggAggregator)
+register_protocol("secaggplus", SecAggPlusAggregator)
+
+__all__ = ["SecAggAggregator", "SecAggPlusAggregator", "SecAggClient", "SecAggServer",
+           "CompleteGraph", "HararyGraph", "NeighbourGraph"]

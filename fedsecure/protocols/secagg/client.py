@@ -105,16 +105,17 @@ class SecAggClient(PhasedClient):
 
     # ------------------------------------------------------------------ handlers
     def _on_key_roster(self, body: KeyRoster) -> None:
-        spec, t = self.agg.spec, self.agg.threshold
-        roster = {}
+        t = self.agg.threshold
+        roster, holders = {}, self.agg.graph.share_holders(self.party_id)
         for entry in body.entries:
-            if entry.client not in spec.client_ids or entry.client in roster:
+            if entry.client not in holders or entry.client in roster:
                 raise MalformedMessage(f"roster entry for client {entry.client}", SERVER_ID)
             roster[entry.client] = (entry.encryption_public_key, entry.masking_public_key)
         if roster.get(self.party_id) != (self._encryption.public, self._masking.public):
             raise IntegrityError("roster does not carry our own public keys", SERVER_ID)
         if len(roster) < t:
-            raise InsufficientParticipants("key roster", remaining=len(roster), threshold=t)
+            raise InsufficientParticipants("key roster of our share holders",
+                                           remaining=len(roster), threshold=t)
         self._roster_digest = masking.view_digest(self.context, body)
         peers = sorted(self.agg.graph.neighbours(self.party_id) & roster.keys())
         mask_seeds = agree_each(self._masking.private, [roster[p][1] for p in peers])
@@ -190,8 +191,10 @@ class SecAggClient(PhasedClient):
     def _on_masking_set(self, body: MaskingSet) -> None:
         t = self.agg.threshold
         u2 = set(body.clients)
-        if len(u2) != len(body.clients) or self.party_id not in u2:
-            raise MalformedMessage("masking set with repeats or without us", SERVER_ID)
+        if len(u2) != len(body.clients) or self.party_id not in u2 \
+                or not u2 <= self.agg.graph.share_holders(self.party_id):
+            raise MalformedMessage("masking set with repeats, without us or beyond our share"
+                                   " holders", SERVER_ID)
         neighbours_in = u2 & self.agg.graph.neighbours(self.party_id)
         if not neighbours_in <= self._senders or neighbours_in & self._complained:
             raise UnexpectedMessage("masking set names a neighbour whose share we do not hold",
@@ -217,8 +220,9 @@ class SecAggClient(PhasedClient):
             raise MalformedMessage(
                 f"unmask request names clients {sorted((survivors | dropped) - self._u2)}"
                 " outside U2", SERVER_ID)
-        if len(survivors) < t:
-            raise UnsafeRequest(f"only {len(survivors)} survivors, threshold is {t}", SERVER_ID)
+        if len(survivors & self.agg.graph.share_holders(self.party_id)) < t:
+            raise UnsafeRequest(f"only {len(survivors)} of our share holders survive, threshold"
+                                f" is {t}", SERVER_ID)
         held = dict(self._held)
         held[self.party_id] = self._own_shares
         seed_shares = [RevealedShare(c, held[c][1]) for c in sorted(survivors) if c in held]

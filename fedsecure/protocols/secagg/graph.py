@@ -13,6 +13,9 @@ from abc import ABC, abstractmethod
 
 
 class NeighbourGraph(ABC):
+    degree: int
+    """The most neighbours any client has (shares per client: degree + 1, counting its own)."""
+
     @abstractmethod
     def neighbours(self, client: int) -> frozenset[int]:
         """Clients ``client`` masks with and gives shares to (never itself)."""
@@ -26,6 +29,7 @@ class CompleteGraph(NeighbourGraph):
 
     def __init__(self, clients: range):
         self.clients = frozenset(clients)
+        self.degree = len(self.clients) - 1
 
     def neighbours(self, client: int) -> frozenset[int]:
         return self.clients - {client}

@@ -80,7 +80,7 @@ class SecAggServer(PhasedServer):
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
         self.integer_sum: np.ndarray | None = None
         self._keys: dict[int, AdvertiseKeys] = {}
-        self._roster_digest = b""
+        self._roster_digests: dict[int, bytes] = {}
         self._shares: dict[int, dict[int, AddressedCiphertext]] = {}  # sender -> recipient -> item
         self._forwarded: dict[int, tuple[frozenset[int], bytes]] = {}  # client -> (senders, digest)
         self._commitments: dict[int, bytes] = {}
@@ -112,7 +112,7 @@ class SecAggServer(PhasedServer):
 
     def _check_receipt(self, sender: int, body: ShareReceipt) -> ShareReceipt:
         senders, digest = self._forwarded[sender]
-        if body.roster_digest != self._roster_digest:
+        if body.roster_digest != self._roster_digests[sender]:
             raise IntegrityError("the roster it received differs from the one sent", sender)
         if body.forwarded_digest != digest:
             raise IntegrityError("the shares it received differ from those forwarded", sender)
@@ -178,11 +178,12 @@ class SecAggServer(PhasedServer):
     def _close_keys(self, answered: dict) -> None:
         self._keys = answered
         self._require(len(answered), "advertised keys")
-        roster = KeyRoster([RosterEntry(c, k.encryption_public_key, k.masking_public_key)
-                            for c, k in sorted(answered.items())])
-        self._roster_digest = masking.view_digest(self.context, roster)
-        for client in sorted(answered):
-            self._send(client, roster)
+        entries = {c: RosterEntry(c, k.encryption_public_key, k.masking_public_key)
+                   for c, k in answered.items()}
+        graph = self.agg.graph
+        self._send_views(answered, lambda c: (tuple(sorted(graph.share_holders(c) & entries.keys())),),
+                         lambda view: KeyRoster([entries[m] for m in view[0]]),
+                         self._roster_digests)
         self._next_phase("collect_shares", answered)
 
     def _close_shares(self, answered: dict) -> None:
@@ -229,11 +230,9 @@ class SecAggServer(PhasedServer):
     def _send_masking_set(self, clients) -> None:
         self._u2 = sorted(set(clients) - self._dropped)
         self._require(len(self._u2), "left after settling complaints")
-        body = MaskingSet(self._u2)
-        digest = masking.view_digest(self.context, body)
-        for client in self._u2:
-            self._digests[client] = digest
-            self._send(client, body)
+        u2, graph = set(self._u2), self.agg.graph
+        self._send_views(self._u2, lambda c: (tuple(sorted(graph.share_holders(c) & u2)),),
+                         lambda view: MaskingSet(list(view[0])), self._digests)
         self._sum = np.zeros(self.agg.spec.vector_length + 1, dtype=self.agg.fixed_point.dtype)
         self._next_phase("collect_masked", self._u2)
 
@@ -242,12 +241,25 @@ class SecAggServer(PhasedServer):
         self._require(len(survivors), "sent masked input")
         self._survivors = survivors
         self._unmask_dropped = sorted(set(self._u2) - set(survivors))
-        body = UnmaskRequest(survivors, self._unmask_dropped)
-        digest = masking.view_digest(self.context, body)
-        for client in survivors:
-            self._digests[client] = digest
-            self._send(client, body)
+        alive, gone, graph = set(survivors), set(self._unmask_dropped), self.agg.graph
+        self._send_views(survivors, lambda c: (tuple(sorted(graph.share_holders(c) & alive)),
+                                               tuple(sorted(graph.neighbours(c) & gone))),
+                         lambda view: UnmaskRequest(list(view[0]), list(view[1])),
+                         self._digests)
         self._next_phase("collect_unmask", survivors)
+
+    def _send_views(self, clients, view_of, build, digests: dict[int, bytes]) -> None:
+        """Send each client the message ``build(view_of(client))`` — the part of the round's
+        state that concerns its neighbourhood — and remember the digest it must echo.  Clients
+        with the same view (all of them on the complete graph) share one message."""
+        made: dict[tuple, tuple] = {}
+        for client in sorted(clients):
+            view = view_of(client)
+            if view not in made:
+                body = build(view)
+                made[view] = (body, masking.view_digest(self.context, body))
+            body, digests[client] = made[view]
+            self._send(client, body)
 
     def _close_unmask(self, answered: dict) -> None:
         self._require(len(answered), "sent unmasking shares")
@@ -368,4 +380,4 @@ class SecAggServer(PhasedServer):
 
     # ------------------------------------------------------------------ helpers
     def _require(self, count: int, what: str) -> None:
-        super()._require(count, what, self.agg.threshold)
+        super()._require(count, what, self.agg.min_survivors)
