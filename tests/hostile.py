@@ -10,10 +10,10 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 
+from fedsecure.kernels import pack, unpack
 from fedsecure.messages import (
     AddressedCiphertext,
     AdvertiseKeys,
-    ArrayPayload,
     EncryptedShares,
     MaskedInput,
     RevealedShare,
@@ -72,9 +72,8 @@ def oversized_input(envelope, agg, client):
     """A masked input one word past the round's size cap."""
     body = envelope.body
     if isinstance(body, MaskedInput):
-        words = agg.max_message_bytes(to_server=True) // 4 + 1
-        return [_body(envelope, MaskedInput(ArrayPayload.pack(np.zeros(words, "<u4")),
-                                            body.masking_set_digest))]
+        size = agg.max_message_bytes(to_server=True) + 1
+        return [_body(envelope, MaskedInput(bytes(size), body.masking_set_digest))]
     return [envelope]
 
 
@@ -89,10 +88,11 @@ def inflated_weight(envelope, agg, client):
     """Adds 1000 to the weight word of its masked input (it claims a weight it cannot have)."""
     body = envelope.body
     if isinstance(body, MaskedInput):
-        fixed = agg.fixed_point
-        words = body.masked.unpack(length=agg.spec.vector_length + 1, dtype=fixed.dtype).copy()
+        fixed, count = agg.fixed_point, agg.spec.vector_length + 1
+        words = unpack(body.masked, count, fixed.modulus_bits, fixed.dtype)
         words[-1] = (int(words[-1]) + 1000) & fixed.mask
-        return [_body(envelope, MaskedInput(ArrayPayload.pack(words), body.masking_set_digest))]
+        return [_body(envelope, MaskedInput(pack(words, fixed.modulus_bits).tobytes(),
+                                            body.masking_set_digest))]
     return [envelope]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import msgspec
 
-from fedsecure.messages.envelope import ArrayPayload, Bytes32, Message, PartyId
+from fedsecure.messages.envelope import Bytes32, Message, PartyId
 
 Ciphertext = Annotated[bytes, msgspec.Meta(min_length=28, max_length=4096)]
 
@@ -94,10 +94,11 @@ class MaskingSet(Message, frozen=True):
 
 
 class MaskedInput(Message, frozen=True):
-    """Round 3, client -> server: the masked, quantized, weighted input (+ weight as last word)
-    and the digest of the MaskingSet it was masked for."""
+    """Round 3, client -> server: the masked, quantized, weighted input (+ weight as last word),
+    its d + 1 ring words bit-packed to modulus_bits each (``kernels.packing``), and the digest
+    of the MaskingSet it was masked for."""
 
-    masked: ArrayPayload
+    masked: bytes
     masking_set_digest: Bytes32
 
 

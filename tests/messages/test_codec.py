@@ -45,7 +45,7 @@ bodies = st.one_of(
     st.builds(OpenRequest, st.lists(ids, max_size=5)),
     st.builds(ShareOpenings, st.lists(st.builds(ShareOpening, ids, key), max_size=5)),
     st.builds(MaskingSet, st.lists(ids, max_size=5)),
-    st.builds(MaskedInput, arrays, key),
+    st.builds(MaskedInput, st.binary(max_size=200), key),
     st.builds(UnmaskRequest, st.lists(ids, max_size=5), st.lists(ids, max_size=5)),
     st.builds(UnmaskShares, *[st.lists(st.builds(RevealedShare, ids, st.binary(min_size=1,
                                                                              max_size=64)),

@@ -15,7 +15,6 @@ from fedsecure.errors import (
 )
 from fedsecure.messages import (
     AddressedCiphertext,
-    ArrayPayload,
     ForwardedShares,
     MaskedInput,
     UnmaskRequest,
@@ -164,7 +163,7 @@ def test_masked_input_of_wrong_length_drops_that_client_only():
     for i, envelope in enumerate(h.to_server):
         if envelope.sender == 3:
             h.to_server[i] = msgspec.structs.replace(envelope, body=MaskedInput(
-                ArrayPayload.pack(np.zeros(3, np.uint32)), envelope.body.masking_set_digest))
+                bytes(12), envelope.body.masking_set_digest))
     _finish(h)
     dropped = [e for e in h.events(h.server) if isinstance(e, ClientDropped)]
     assert [(e.client, type(e.error)) for e in dropped] == [(3, MalformedMessage)]

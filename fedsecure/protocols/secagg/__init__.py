@@ -11,11 +11,10 @@ packing in ``protocols/secaggplus/SPEC.md``) at the repository root.
 
 from __future__ import annotations
 
-import numpy as np
-
 from fedsecure.config import FixedPoint, require
 from fedsecure.errors import ConfigurationError
 from fedsecure.hazmat import OVERHEAD, SHARE_BYTES
+from fedsecure.kernels import packed_size
 from fedsecure.messages import ENVELOPE_OVERHEAD_BYTES
 from fedsecure.protocols.base import (
     AggregationSpec,
@@ -80,13 +79,14 @@ class SecAggAggregator(Aggregator):
         return SecAggServer(self)
 
     def max_message_bytes(self, *, to_server: bool) -> int:
-        """From the spec: a client's largest message is its masked input (d + 1 ring words) or
+        """From the spec: a client's largest message is its masked input (d + 1 packed words) or
         its shares (one sealed pair per neighbour, two revealed shares per neighbour); the
         server's is the roster or the forwarded shares (one entry per client)."""
-        n, word = self.graph.degree + 1, np.dtype(self.fixed_point.dtype).itemsize
+        n = self.graph.degree + 1
         sealed = 8 + 34 + 3 + OVERHEAD + 8 + 2 * SHARE_BYTES  # peer, key, ciphertext + headers
         if to_server:
-            largest = max(word * (self.spec.vector_length + 1) + 64, n * sealed + 64,
+            upload = packed_size(self.spec.vector_length + 1, self.fixed_point.modulus_bits)
+            largest = max(upload + 64, n * sealed + 64,
                           2 * n * (SHARE_BYTES + 8) + 64)
         else:
             largest = max(n * max(sealed, 80) + 64, 1100)  # 1100: an Abort's reason

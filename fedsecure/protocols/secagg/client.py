@@ -20,8 +20,9 @@ Theory of operation (client u, neighbours N(u), threshold t; ``protocols/secagg/
    more would hand the server t shares of our own secrets, so we refuse (and drop ourselves).
 3. MaskingSet (U2, complaints settled): check it holds us, only clients that sent us shares,
    none we complained about, and >= t clients.  Quantize the weighted input (stochastic
-   rounding), append the weight, add PRG(b_u) and, for every v in U2 ∩ N(u), +PRG(s_uv) if
-   u < v else -PRG(s_uv); send MaskedInput with digest(MaskingSet).
+   rounding, its randomness an AES-CTR stream under a fresh OS seed), append the weight, add
+   PRG(b_u) and, for every v in U2 ∩ N(u), +PRG(s_uv) if u < v else -PRG(s_uv); send the
+   words bit-packed to the ring's width (MaskedInput, with digest(MaskingSet)).
 4. UnmaskRequest (U3 survivors, D dropped): refuse unless the lists are disjoint, we are a
    survivor, both lie in U2 and |U3| >= t — an honest client never reveals both the seed share
    and the key share of one peer.  Send the seed shares of U3 and key shares of D that we hold
@@ -44,12 +45,11 @@ from fedsecure.errors import (
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir
-from fedsecure.kernels import quantize, reduce_into
+from fedsecure.kernels import pack, quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
     AddressedCiphertext,
     AdvertiseKeys,
-    ArrayPayload,
     EncryptedShares,
     ForwardedShares,
     KeyRoster,
@@ -66,7 +66,7 @@ from fedsecure.messages import (
 from fedsecure.protocols.base import PeerIgnored
 from fedsecure.protocols.phased import PhasedClient
 from fedsecure.protocols.secagg import masking
-from fedsecure.rng import random_uint32
+from fedsecure.rng import bulk_uint32
 
 SEED_BYTES = 32
 
@@ -202,8 +202,8 @@ class SecAggClient(PhasedClient):
         if len(u2) < t:
             raise InsufficientParticipants("masking set", remaining=len(u2), threshold=t)
         self._u2 = frozenset(u2)
-        masked = self._masked_input(neighbours_in)
-        self._send(MaskedInput(ArrayPayload.pack(masked), masking.view_digest(self.context, body)))
+        masked = pack(self._masked_input(neighbours_in), self.agg.fixed_point.modulus_bits)
+        self._send(MaskedInput(masked.tobytes(), masking.view_digest(self.context, body)))
         self._enter("masked")
 
     def _on_unmask_request(self, body: UnmaskRequest) -> None:
@@ -234,7 +234,7 @@ class SecAggClient(PhasedClient):
     def _masked_input(self, peers) -> np.ndarray:
         fixed = self.agg.fixed_point
         vector, weight = self._input
-        uniform = random_uint32(self.rng, vector.shape[0])
+        uniform = bulk_uint32(self.rng, vector.shape[0])
         words = np.empty(vector.shape[0] + 1, dtype=fixed.dtype)
         words[:-1] = quantize(vector, uniform, scale=fixed.scale, clip=fixed.clip, weight=weight,
                               modulus_bits=fixed.modulus_bits, dtype=fixed.dtype)

@@ -41,7 +41,7 @@ from fedsecure.errors import (
     ProtocolAborted,
 )
 from fedsecure.hazmat import agree, check_public_key, public_key_of, shamir
-from fedsecure.kernels import add_into, dequantize, reduce_into
+from fedsecure.kernels import add_packed_into, dequantize, reduce_into
 from fedsecure.messages import (
     AddressedCiphertext,
     AdvertiseKeys,
@@ -152,11 +152,11 @@ class SecAggServer(PhasedServer):
         fixed = self.agg.fixed_point
         if body.masking_set_digest != self._digests[sender]:
             raise IntegrityError("the masking set it received differs from the one sent", sender)
-        words = body.masked.unpack(length=self.agg.spec.vector_length + 1, dtype=fixed.dtype,
-                                   sender=sender)
-        if int(words.max(initial=0)) > fixed.mask:
-            raise MalformedMessage("masked input has words outside the ring", sender)
-        add_into(self._sum, words)  # accepted inputs are never taken back (see module doc)
+        try:  # exact length and zero padding checked: every word is in the ring by construction
+            add_packed_into(self._sum, body.masked, fixed.modulus_bits)
+        except MalformedMessage as exc:
+            raise MalformedMessage(f"masked input: {exc}", sender) from None
+        # accepted inputs are never taken back (see the module docstring)
 
     def _check_unmask(self, sender: int, body: UnmaskShares) -> dict:
         if body.request_digest != self._digests[sender]:
