@@ -57,6 +57,7 @@ class AggregationSpec:
     min_clients: int | None = None
     session: bytes | None = None
     round: int = 0
+    allow_small_cohort: bool = False
 
     def __post_init__(self):
         require(isinstance(self.n_clients, int) and self.n_clients >= 2, "n_clients",
@@ -75,6 +76,8 @@ class AggregationSpec:
                 "must be 16 bytes (or None for a random one)")
         require(isinstance(self.round, int) and self.round >= 0, "round", self.round,
                 "must be an integer >= 0")
+        require(isinstance(self.allow_small_cohort, bool), "allow_small_cohort",
+                self.allow_small_cohort, "must be true or false")
 
     @property
     def client_ids(self) -> range:

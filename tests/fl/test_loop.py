@@ -5,6 +5,8 @@ the real in-process driver."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 from dataclasses import replace
 
@@ -62,9 +64,18 @@ def test_rounds_aggregate_through_the_interface_and_fill_the_run_dir(tmp_path):
     with (run / rundir.METRICS_CSV).open() as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == 3 and table[2]["accuracy"] == str(rows[2]["accuracy"])
-    assert table[0]["seconds_server:sum"] == "0.001" and table[0]["sampled"] == "4"
+    assert table[0]["seconds_server:sum"] == "0.001"
+    # the CSV carries the JSON rows' fields: lists as JSON arrays, null as an empty cell
+    assert set(table[0]) == (set(rows[0]) - {"phase_seconds"}) | {"seconds_server:sum"}
+    for field in rundir.LIST_FIELDS:
+        assert [json.loads(t[field]) for t in table] == [r[field] for r in rows]
+    assert rows[0]["sampled"] == [1, 2, 3, 4] and rows[0]["stragglers"] == []
+    assert table[0]["epsilon"] == "" and table[0]["aborted"] == ""
     assert (run / rundir.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((run / rundir.CONFIG_FILE).read_text()) == config.to_dict()
+    # config.json records the device the run used, not "auto"
+    assert config.device == "auto"
+    assert json.loads((run / rundir.CONFIG_FILE).read_text()) == dict(
+        config.to_dict(), device=str(result.model.state_dict()["0.weight"].device))
     saved = torch.load(run / rundir.MODEL_FILE, weights_only=True)
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(saved[name], tensor)
@@ -197,6 +208,15 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     assert json.loads((tmp_path / "short" / rundir.CONFIG_FILE).read_text())["rounds"] == 3
 
 
+def _rewrite_with_digest(run_dir, checkpoint) -> None:
+    """Save ``checkpoint`` as the run's checkpoint with a matching digest (a deliberate edit)."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    (run_dir / rundir.CHECKPOINT_FILE).write_bytes(buffer.getvalue())
+    (run_dir / rundir.DIGEST_FILE).write_text(
+        f"{hashlib.sha256(buffer.getvalue()).hexdigest()}  {rundir.CHECKPOINT_FILE}\n")
+
+
 def test_resume_and_run_dir_errors(tmp_path):
     train(_config(tmp_path, rounds=2), aggregate=exact_mean_aggregate())
     with pytest.raises(ConfigurationError, match=r"^run_dir=.*already holds a run"):
@@ -207,7 +227,7 @@ def test_resume_and_run_dir_errors(tmp_path):
         resume(tmp_path / "nothing-here")
     checkpoint = torch.load(tmp_path / "run" / rundir.CHECKPOINT_FILE, weights_only=True)
     checkpoint["rng"]["scheme"] = "something older"
-    torch.save(checkpoint, tmp_path / "run" / rundir.CHECKPOINT_FILE)
+    _rewrite_with_digest(tmp_path / "run", checkpoint)
     with pytest.raises(ConfigurationError, match="cannot be continued exactly"):
         resume(tmp_path / "run")
 
@@ -229,7 +249,7 @@ def test_personalization_improves_accuracy_on_skewed_clients(tmp_path):
                      personalize=True, personalize_epochs=2)
     result = train(config, aggregate=exact_mean_aggregate())
     rows = result.personalization
-    assert [r["client"] for r in rows] == list(range(5))
+    assert [r["client"] for r in rows] == [1, 2, 3, 4, 5]  # numbered as in the metrics
     assert sum(r["train_samples"] for r in rows) == 1437
     saved = json.loads((tmp_path / "run" / rundir.PERSONALIZATION_FILE).read_text())
     assert saved == rows
@@ -249,7 +269,10 @@ def test_training_over_the_real_plaintext_protocol(tmp_path):
     np.testing.assert_allclose(model_to_vector(real.model), model_to_vector(exact.model),
                                atol=1e-6)
     row = real.metrics[-1]
-    assert row["bytes"] > 4 * 8 * len(model_to_vector(real.model))
+    # the plaintext baseline sends float32: 4 bytes per value and client, plus small overhead
+    d = len(model_to_vector(real.model))
+    assert 4 * 4 * d < row["bytes"] < 4 * 4 * d + 4 * 200
+    assert row["quantization_error"] == pytest.approx(real.config.clip * 2.0**-24)
     assert row["survivors"] == row["sampled"] and row["aborted"] is None
     assert any(name.startswith("server:") for name in row["phase_seconds"])
 
@@ -281,4 +304,4 @@ def test_secure_aggregate_passes_a_deadline_to_the_driver(monkeypatch):
     assert seen == [Deadlines(default_s=0.5), Deadlines()]
     assert report.result.survivors == (1, 2) and report.result.dropped == (3,)
     np.testing.assert_allclose(report.result.mean, 0.5 * 2 / 8)
-    assert report.bytes_total > 0 and report.quantization_error == 0.0
+    assert report.bytes_total > 0 and report.quantization_error == 2.0**-24  # float32, clip 1
