@@ -24,8 +24,8 @@ def personalize(fed: Federation, *, seeds: Sequence[int], split_seed: int) -> li
     """One row per client (numbered 1..clients): sample counts and test accuracy before / after
     fine-tuning.
 
-    ``seeds[k]`` seeds the batch order of partition k (client k + 1); ``split_seed`` the per-client test split.
-    Accuracies are None for a client that received no test samples.
+    ``seeds[k]`` seeds the batch order of partition k (client k + 1); ``split_seed`` the
+    per-client test split.  Accuracies are None for a client that received no test samples.
     """
     cfg = fed.config
     histograms = label_histograms(fed.dataset.y_train, fed.parts, fed.dataset.n_classes)
