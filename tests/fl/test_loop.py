@@ -305,3 +305,79 @@ def test_secure_aggregate_passes_a_deadline_to_the_driver(monkeypatch):
     assert report.result.survivors == (1, 2) and report.result.dropped == (3,)
     np.testing.assert_allclose(report.result.mean, 0.5 * 2 / 8)
     assert report.bytes_total > 0 and report.quantization_error == 2.0**-24  # float32, clip 1
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_diverging_client_is_dropped_from_its_round(tmp_path, monkeypatch):
+    from fedsecure.fl import loop
+
+    honest = loop.local_update
+
+    def client_2_diverges_in_round_1(fed, round_index, client):
+        update = honest(fed, round_index, client)
+        if round_index == 1 and client == 1:  # partition 1 is client 2
+            return replace(update, delta=np.full_like(update.delta, np.nan),
+                           train_loss=float("nan"))
+        return update
+
+    monkeypatch.setattr(loop, "local_update", client_2_diverges_in_round_1)
+    calls = []
+    result = train(_config(tmp_path, rounds=2), aggregate=exact_mean_aggregate(calls))
+    first, second = result.metrics
+    assert first["diverged"] == [2] and first["aborted"] is None
+    assert sorted(calls[0]["inputs"]) == [1, 3, 4]  # round id 2 never sent anything
+    assert calls[0]["spec"].n_clients == 4
+    assert np.isfinite(first["train_loss"])
+    assert second["diverged"] == [] and sorted(calls[1]["inputs"]) == [1, 2, 3, 4]
+    assert np.isfinite(model_to_vector(result.model)).all()
+
+
+def test_a_round_where_every_client_diverges_aborts_and_the_run_failed(tmp_path):
+    from fedsecure.fl.report import format_round, run_failure
+
+    calls = []
+    config = _config(tmp_path, rounds=1, lr=1e6)
+    result = train(config, aggregate=exact_mean_aggregate(calls))
+    (row,) = result.metrics
+    assert calls == []  # nothing was aggregated
+    assert row["diverged"] == row["dropped"] == row["sampled"] == [1, 2, 3, 4]
+    assert row["aborted"].startswith("every client's local training diverged")
+    assert row["train_loss"] is None
+    line = format_round(row, 1)
+    assert "clients 0/4" in line and "diverged 1,2,3,4" in line and "ABORTED" in line
+    failure = run_failure(result.metrics, result.config)
+    assert failure.startswith("no round trained the model: round 1 aborted")
+    assert "lower --lr (now 1e+06)" in failure
+
+
+def test_run_failure_needs_every_round_of_the_invocation_to_abort(tmp_path):
+    from fedsecure.fl.report import run_failure
+
+    exact = exact_mean_aggregate()
+
+    def abort_round_2(protocol, spec, inputs, **kwargs):
+        if spec.round == 2:
+            return AggregationReport(result=None, error=ProtocolAborted("too few survivors"))
+        return exact(protocol, spec, inputs, **kwargs)
+
+    result = train(_config(tmp_path, rounds=2), aggregate=abort_round_2)
+    assert run_failure(result.metrics, result.config) is None
+    # a resumed invocation that played only the aborted round failed
+    assert run_failure(result.metrics[1:], result.config).startswith(
+        "no round trained the model: round 2 aborted (last: too few survivors)")
+
+
+def test_a_checkpoint_with_arbitrary_objects_is_refused_without_torchs_advice(tmp_path):
+    train(_config(tmp_path, rounds=1), aggregate=exact_mean_aggregate())
+    run = tmp_path / "run"
+    checkpoint = torch.load(run / rundir.CHECKPOINT_FILE, weights_only=True)
+    _rewrite_with_digest(run, dict(checkpoint, model=Killed()))  # weights_only refuses it
+    with pytest.raises(ConfigurationError) as caught:
+        resume(run)
+    assert "is not a readable checkpoint (UnpicklingError)" in str(caught.value)
+    assert "weights_only" not in str(caught.value)
+    _rewrite_with_digest(run, dict(checkpoint, metrics_json="[]"))  # 0 rounds, but round is 1
+    with pytest.raises(ConfigurationError, match="missing or inconsistent fields"):
+        resume(run)
