@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(prog, exc, "missing_extra")
     except ProtocolAborted as exc:
         return _fail(prog, exc, "failed")
+    except BrokenPipeError:  # stdout closed early (e.g. piped into head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_STATUS["failed"]
     except OSError as exc:  # a file the command was pointed at: missing, unreadable, no space
         where = f"{exc.filename}: " if exc.filename else ""
         return _fail(prog, f"{where}{exc.strerror or exc}", "usage")

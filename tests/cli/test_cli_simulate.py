@@ -6,7 +6,6 @@ import json
 import re
 
 
-
 def test_printed_counts_agree_with_the_result_and_the_json_report(fedsecure, tmp_path):
     done = fedsecure("simulate", "--clients", "20", "--dim", "1000", "--dropout", "0.25",
                      "--quiet", "--out", "round.json")
