@@ -32,6 +32,7 @@ import numpy as np
 from torch import nn
 
 from fedsecure.config import require
+from fedsecure.errors import ConfigurationError
 from fedsecure.fl import rundir
 from fedsecure.fl.client import LocalUpdate, train_local
 from fedsecure.fl.config import TrainConfig
@@ -205,7 +206,11 @@ def run_rounds(fed: Federation, metrics: list[dict], *, play: RoundFn,
     model, the plot and (if configured) personalization."""
     cfg = fed.config
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"run_dir={str(run_dir)!r}: cannot create it ({exc.strerror});"
+                                 " choose another folder (--run-dir)") from None
     resumed_from = len(metrics)
     # config.json records the device actually used ("cuda:0", not "auto"); the checkpoint
     # keeps the requested one, so a resumed run picks its device again.

@@ -122,3 +122,18 @@ def test_resume_extends_a_verified_run(fedsecure, finished_run, tmp_path):
 ])
 def test_bad_options_and_files(fedsecure, argv, expected):
     assert expected in one_line_error(fedsecure("train", *argv), 2)
+
+
+def test_a_garbage_data_file_is_one_line_without_numpys_pickle_advice(fedsecure, tmp_path):
+    (tmp_path / "data.npz").write_bytes(b"\x80\x04garbage" * 10)
+    line = one_line_error(fedsecure("train", "--dataset", "npz:data.npz", "--quiet"), 2)
+    assert "dataset='npz:data.npz': cannot be read as npz data" in line
+    assert "pickle" not in line
+
+
+def test_an_unusable_run_directory_is_one_line(fedsecure, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    line = one_line_error(fedsecure("train", *SMALL, "--rounds", "1", "--protocol",
+                                    "plaintext", "--run-dir", "file/run", "--quiet"), 2)
+    assert line == ("fedsecure train: error: run_dir='file/run': cannot create it (Not a"
+                    " directory); choose another folder (--run-dir)")
