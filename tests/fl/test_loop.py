@@ -381,3 +381,18 @@ def test_a_checkpoint_with_arbitrary_objects_is_refused_without_torchs_advice(tm
     _rewrite_with_digest(run, dict(checkpoint, metrics_json="[]"))  # 0 rounds, but round is 1
     with pytest.raises(ConfigurationError, match="missing or inconsistent fields"):
         resume(run)
+
+
+def test_allow_small_cohort_reaches_every_rounds_spec(tmp_path):
+    from fedsecure.cli import build_parser
+    from fedsecure.fl.cli import _overrides
+
+    args = build_parser().parse_args(["train", "--allow-small-cohort"])
+    assert _overrides(args) == {"allow_small_cohort": True}
+    for allowed in (False, True):
+        calls = []
+        train(_config(tmp_path, f"allowed-{allowed}", rounds=1, allow_small_cohort=allowed),
+              aggregate=exact_mean_aggregate(calls))
+        assert calls[0]["spec"].allow_small_cohort is allowed
+    with pytest.raises(ConfigurationError, match="^allow_small_cohort='yes'"):
+        TrainConfig(allow_small_cohort="yes")
