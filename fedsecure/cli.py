@@ -71,7 +71,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="fedsecure", description=__doc__.splitlines()[0])
+    parser = Parser(prog="fedsecure", description=__doc__.splitlines()[0],
+                    epilog="Exit status: 0 done, 1 the run failed (e.g. every round aborted),"
+                           " 2 a bad flag, value, file or checkpoint, 3 an optional dependency"
+                           " is missing, 130 interrupted; see docs/cli.md.")
     parser.add_argument("--version", action="version", version=f"fedsecure {package_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
