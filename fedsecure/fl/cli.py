@@ -3,16 +3,20 @@
 Options come from the defaults, then ``--config FILE.toml``, then flags.  ``--resume RUN_DIR``
 continues an interrupted run from its checkpoint (only ``--rounds`` and ``--device`` may be
 given with it).  torch is imported only when the command runs, so other sub-commands work
-without the ``train`` extra.
+without the ``train`` extra.  Exit status: 0 when the run trained (single aborted rounds are
+reported and keep the previous model), 1 when no round of it changed the model, 2 for a bad
+option, file or checkpoint (see docs/cli.md).
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 
 from fedsecure.config import require
 from fedsecure.errors import BackendUnavailable
+from fedsecure.protocols.base import available_protocols
 
 # flag -> (TrainConfig field, type, help)
 FLAGS = (
@@ -25,7 +29,8 @@ FLAGS = (
     ("--alpha", "alpha", float, "Dirichlet concentration; smaller is more skewed (default 0.5)"),
     ("--rounds", "rounds", int, "federated rounds (default 12)"),
     ("--fraction", "fraction", float, "fraction of clients sampled per round (default 1.0)"),
-    ("--protocol", "protocol", str, "aggregation protocol, e.g. plaintext or secagg (default)"),
+    ("--protocol", "protocol", str,
+     f"aggregation protocol: {', '.join(available_protocols())} (default secagg)"),
     ("--clip", "clip", float, "per-coordinate clip of each delta (default 2.0)"),
     ("--deadline-s", "deadline_s", float, "per-phase aggregation deadline in seconds"),
     ("--stragglers", "stragglers", float,
@@ -44,6 +49,15 @@ FLAGS = (
     ("--personalize-epochs", "personalize_epochs", int, "fine-tuning epochs (default 2)"),
 )
 
+# switch -> (TrainConfig field, help); given, it sets the field to true
+SWITCHES = (
+    ("--personalize", "personalize",
+     "fine-tune the final model on each client and report accuracy"),
+    ("--allow-small-cohort", "allow_small_cohort",
+     "let a secure protocol run a round whose result could be the sum of only two clients"
+     " (each then learns the other's input); refused by default"),
+)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -54,8 +68,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", metavar="FILE.toml", help="TOML file of options")
     for flag, dest, kind, text in FLAGS:
         parser.add_argument(flag, dest=dest, type=kind, default=None, help=text)
-    parser.add_argument("--personalize", action="store_true", default=None,
-                        help="fine-tune the final model on each client and report accuracy")
+    for flag, dest, text in SWITCHES:
+        parser.add_argument(flag, dest=dest, action="store_true", default=None, help=text)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--mpi", action="store_true",
                         help="run as MPI ranks under mpirun -n CLIENTS+1: rank 0 the server,"
@@ -65,36 +79,25 @@ def register(subparsers) -> None:
 
 
 def _overrides(args) -> dict:
-    names = [dest for _, dest, _, _ in FLAGS] + ["personalize"]
+    names = [dest for _, dest, _, _ in FLAGS] + [dest for _, dest, _ in SWITCHES]
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-
-
-def format_round(row: dict, rounds: int) -> str:
-    """One progress line: round, accuracy, loss, bytes, seconds per phase."""
-    phases = " ".join(f"{name} {seconds:.2f}s" for name, seconds in row["phase_seconds"].items()
-                      if seconds >= 0.005)
-    status = f"  ABORTED: {row['aborted']}" if row["aborted"] else ""
-    return (f"round {row['round']:>3}/{rounds}  acc {100 * row['accuracy']:6.2f}%"
-            f"  loss {row['loss']:.4f}  {row['bytes'] / 1e6:8.3f} MB"
-            f"  train {row['seconds_train']:.2f}s  aggregate {row['seconds_aggregate']:.2f}s"
-            f"  clipped {100 * row['clipped_fraction']:.2f}%"
-            f"{'  [' + phases + ']' if phases else ''}{status}")
 
 
 def run(args) -> int:
     try:
         from fedsecure.fl import loop
         from fedsecure.fl.config import TrainConfig
+        from fedsecure.fl.report import print_progress
     except ModuleNotFoundError as exc:
         if exc.name in ("torch", "sklearn", "matplotlib"):
             raise BackendUnavailable(exc.name, "train") from None
         raise
     overrides = _overrides(args)
-    progress = None if args.quiet else (
-        lambda row, config: print(format_round(row, config.rounds), flush=True))
+    progress = None if args.quiet else print_progress
     began = time.perf_counter()
     if args.resume is not None:
-        extra = sorted(set(overrides) - set(loop.RESUMABLE_CHANGES)
+        flags = {dest: flag for flag, dest, *_ in FLAGS + SWITCHES} | {"config": "--config"}
+        extra = sorted(flags[name] for name in set(overrides) - set(loop.RESUMABLE_CHANGES)
                        | ({"config"} if args.config else set()))
         require(not extra, "resume", args.resume,
                 f"continues the saved configuration; only --rounds and --device may be given"
@@ -115,8 +118,7 @@ def run(args) -> int:
         if not args.quiet:
             print(_heading(config), flush=True)
         result = loop.train(config, on_round=progress)
-    _print_result(result, began)
-    return 0
+    return _print_result(result, began)
 
 
 def _heading(config) -> str:
@@ -148,14 +150,23 @@ def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
     return run_rank(rank_part)
 
 
-def _print_result(result, began: float) -> None:
+def _print_result(result, began: float) -> int:
+    """The run's last lines; returns the exit status (1 if no round trained the model)."""
     from fedsecure.fl.personalize import summarize
+    from fedsecure.fl.report import run_failure
 
+    failure = run_failure(result.metrics[result.resumed_from:], result.config)
+    if failure is not None:
+        print(f"fedsecure train: error: {failure}", file=sys.stderr, flush=True)
+        return 1
     final = result.metrics[-1]
+    aborted = [row["round"] for row in result.metrics if row["aborted"]]
+    note = f"; rounds {aborted} aborted (the model was kept)" if aborted else ""
     print(f"final test accuracy {100 * final['accuracy']:.2f}% (loss {final['loss']:.4f}) after"
-          f" {final['round']} rounds, {time.perf_counter() - began:.1f} s;"
+          f" {final['round']} rounds, {time.perf_counter() - began:.1f} s{note};"
           f" run directory {result.run_dir}")
     if result.personalization is not None:
         before, after = summarize(result.personalization)
         print(f"personalization: mean per-client accuracy {100 * before:.2f}% ->"
               f" {100 * after:.2f}% after {result.config.personalize_epochs} local epochs")
+    return 0

@@ -23,9 +23,13 @@ from fedsecure.fl.model import model_to_vector
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; ``cpu``/``cuda``/``cuda:N`` force one."""
+    """``auto`` picks CUDA when available, else the CPU; ``cpu``/``cuda``/``cuda:N`` force one.
+
+    A CUDA device is returned with its index (``cuda`` is the current device), so
+    ``str(device)`` names the device actually used, e.g. ``cuda:0``.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -35,9 +39,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "cuda":
         require(torch.cuda.is_available(), "device", name,
                 "no CUDA device is available (use auto or cpu)")
-        index = device.index or 0
+        index = torch.cuda.current_device() if device.index is None else device.index
         require(index < torch.cuda.device_count(), "device", name,
                 f"only {torch.cuda.device_count()} CUDA device(s) present")
+        device = torch.device("cuda", index)
     return device
 
 

@@ -58,6 +58,7 @@ class TrainConfig:
     protocol: str = "secagg"
     protocol_options: dict[str, Any] = field(default_factory=dict)
     clip: float = 2.0
+    allow_small_cohort: bool = False  # let secure protocols run rounds that reveal inputs
     deadline_s: float | None = None
     stragglers: float = 0.0  # fraction of each round's clients whose messages miss the deadline
     # model and local training
@@ -105,6 +106,8 @@ class TrainConfig:
                 "protocol_options", self.protocol_options, "must be a table of named options")
         require(_is_number(self.clip) and self.clip > 0, "clip", self.clip,
                 "must be a number > 0 (per-coordinate bound on each delta)")
+        require(isinstance(self.allow_small_cohort, bool), "allow_small_cohort",
+                self.allow_small_cohort, "must be true or false")
         require(self.deadline_s is None or (_is_number(self.deadline_s) and self.deadline_s > 0),
                 "deadline_s", self.deadline_s, "must be a number of seconds > 0, or unset")
         require(_is_number(self.stragglers) and 0 <= self.stragglers < 1, "stragglers",

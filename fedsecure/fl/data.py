@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,17 +95,31 @@ def load_dataset(spec: str = "digits", *, seed: int = 0, test_fraction: float = 
 
         bunch = load_breast_cancer()
         x, y, names = bunch.data, bunch.target, [str(c) for c in bunch.target_names]
-    elif kind == "csv":
-        x, y, names = load_csv(paths[0], label_column=label_column)
-    elif kind == "npz":
-        x, y, names = load_npz(paths[0])
-    elif kind == "npy":
-        x, y, names = load_npy(paths[0], paths[1])
-    elif kind == "images":
-        x, y, names = load_image_folder(paths[0])
     else:
-        x, y, names = load_idx_pair(paths[0], paths[1])
+        x, y, names = _read_files(spec, kind, paths, label_column)
     return split_and_standardize(spec, x, y, names, seed=seed, test_fraction=test_fraction)
+
+
+def _read_files(spec: str, kind: str, paths: list[str], label_column):
+    """Features, labels and class names from the user's files; a file that cannot be read as
+    ``kind`` is one ConfigurationError naming the dataset (never a loader's own advice, such
+    as NumPy's to allow pickles)."""
+    try:
+        if kind == "csv":
+            return load_csv(paths[0], label_column=label_column)
+        if kind == "npz":
+            return load_npz(paths[0])
+        if kind == "npy":
+            return load_npy(paths[0], paths[1])
+        if kind == "images":
+            return load_image_folder(paths[0])
+        return load_idx_pair(paths[0], paths[1])
+    except ConfigurationError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise ConfigurationError(
+            f"dataset={spec!r}: cannot be read as {kind} data ({type(exc).__name__}); check"
+            " the file (docs/training.md#datasets lists the formats)") from None
 
 
 def split_and_standardize(name: str, x, y, class_names, *, seed: int,

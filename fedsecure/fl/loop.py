@@ -5,7 +5,9 @@ global model (FedProx when ``mu > 0``), aggregate the clipped deltas with the co
 protocol through :func:`fedsecure.fl.server.aggregate_round` (the loop never branches on the
 protocol), add the mean delta to the global model, evaluate on the test set, and write the
 checkpoint and metrics to the run directory.  An aborted round leaves the model unchanged and
-is recorded as such.  :func:`run_rounds` takes the round as a function, so the MPI driver
+is recorded as such; so is a client whose local training diverged (its update is dropped, see
+:func:`fedsecure.fl.server.aggregate_round`).  Clients are numbered 1..clients in the metrics,
+as the protocols number their parties.  :func:`run_rounds` takes the round as a function, so the MPI driver
 (:mod:`fedsecure.fl.mpi`) plays its rounds through the same loop, :func:`local_update` and
 :func:`finish_round`.
 
@@ -19,6 +21,7 @@ stochastically with the OS CSPRNG differ run to run by at most their quantizatio
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,15 +29,15 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from fedsecure.config import require
+from fedsecure.errors import ConfigurationError
 from fedsecure.fl import rundir
-from fedsecure.fl.client import LocalUpdate, resolve_device, train_local
+from fedsecure.fl.client import LocalUpdate, train_local
 from fedsecure.fl.config import TrainConfig
-from fedsecure.fl.data import Dataset, load_dataset, partition
-from fedsecure.fl.model import build_model, evaluate, model_to_vector, vector_to_model
+from fedsecure.fl.federation import Federation, prepare
+from fedsecure.fl.model import evaluate, model_to_vector, vector_to_model
 from fedsecure.fl.personalize import personalize
 from fedsecure.fl.server import (
     AggregateFn,
@@ -43,7 +46,9 @@ from fedsecure.fl.server import (
     sample_clients,
     secure_aggregate,
 )
-from fedsecure.protocols.base import AggregationSpec, make_aggregator
+
+__all__ = ["Federation", "TrainResult", "prepare", "train", "resume", "run_rounds",
+           "run_round", "finish_round", "local_update", "claim_run_dir", "default_run_dir"]
 
 PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE, PURPOSE_STRAGGLE = 0, 1, 2, 3
 RESUMABLE_CHANGES = ("rounds", "device")
@@ -57,53 +62,6 @@ def derived_seed(seed: int, round_index: int, purpose: int, client: int | None =
     return int(state[0]) >> 1
 
 
-@dataclass
-class Federation:
-    """The prepared data and model of a run, with tensors on the training device."""
-
-    config: TrainConfig
-    device: torch.device
-    dataset: Dataset
-    parts: list[np.ndarray]
-    client_data: list[tuple[torch.Tensor, torch.Tensor]]
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    model: nn.Module
-
-
-def prepare(config: TrainConfig) -> Federation:
-    """Load and partition the data, build the model and check the aggregation configuration.
-
-    Everything that can be wrong with the configuration fails here, before any training.
-    """
-    device = resolve_device(config.device)
-    if config.threads:
-        # The built-in models are tiny: one thread per process avoids oversubscribing a
-        # shared CPU (measured 4 s vs 22-88 s for the default job on a loaded 2-core machine).
-        torch.set_num_threads(config.threads)
-    dataset = load_dataset(config.dataset, seed=config.seed, test_fraction=config.test_fraction,
-                           label_column=config.label_column)
-    parts = partition(dataset.y_train, config.clients, scheme=config.partition,
-                      alpha=config.alpha, seed=config.seed)
-    model = build_model(config.model, dataset.n_features, dataset.n_classes,
-                        hidden=config.hidden, seed=config.seed).to(device)
-    # Build the aggregator of the most demanding round this run can have (largest weight):
-    # bad protocol options or a fixed-point ring that would overflow fail here.
-    make_aggregator(config.protocol, AggregationSpec(
-        n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
-        max_weight=max(len(p) for p in parts), clip=config.clip), **config.protocol_options)
-    x = torch.from_numpy(dataset.x_train).to(device)
-    y = torch.from_numpy(dataset.y_train).to(device)
-    return Federation(
-        config=config, device=device, dataset=dataset, parts=parts,
-        client_data=[(x[torch.from_numpy(p).to(device)], y[torch.from_numpy(p).to(device)])
-                     for p in parts],
-        x_test=torch.from_numpy(dataset.x_test).to(device),
-        y_test=torch.from_numpy(dataset.y_test).to(device),
-        model=model,
-    )
-
-
 @dataclass(frozen=True)
 class TrainResult:
     config: TrainConfig
@@ -111,6 +69,9 @@ class TrainResult:
     model: nn.Module
     metrics: list[dict]
     personalization: list[dict] | None
+    resumed_from: int = 0
+    """Rounds completed before this call (0 for a fresh run): ``metrics[resumed_from:]`` are
+    the rounds it played."""
 
 
 RoundCallback = Callable[[dict, TrainConfig], None]
@@ -144,7 +105,7 @@ def run_round(fed: Federation, round_index: int, *,
     outcome = aggregate_round(updates, protocol=cfg.protocol, options=cfg.protocol_options,
                               clip=cfg.clip, round_index=round_index,
                               deadline_s=cfg.deadline_s, stragglers=stragglers,
-                              aggregate=aggregate)
+                              allow_small_cohort=cfg.allow_small_cohort, aggregate=aggregate)
     return finish_round(fed, round_index, sampled=sampled, stragglers=stragglers,
                         outcome=outcome, losses=[(u.n_samples, u.train_loss) for _, u in updates],
                         seconds_train=trained - began,
@@ -157,21 +118,24 @@ def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
                  seconds_aggregate: float) -> dict:
     """Add the round's mean delta (if it did not abort) to the global model, evaluate it and
     return the round's metrics row; ``losses`` holds each client's (sample count, training
-    loss)."""
+    loss).  Clients are given as partition indices 0..clients-1 and reported as 1..clients."""
     began = time.perf_counter()
     if outcome.mean is not None:
         vector_to_model(model_to_vector(fed.model) + outcome.mean, fed.model)
     accuracy, loss = evaluate(fed.model, fed.x_test, fed.y_test)
-    weights = np.array([n for n, _ in losses], dtype=np.float64)
+    finite = [(n, lo) for n, lo in losses if math.isfinite(lo)]
+    weights = np.array([n for n, _ in finite], dtype=np.float64)
     return {
         "round": round_index,
         "accuracy": accuracy,
         "loss": loss,
-        "train_loss": float(np.dot(weights, [lo for _, lo in losses]) / weights.sum()),
-        "sampled": sampled,
-        "survivors": list(outcome.survivors),
-        "dropped": list(outcome.dropped),
-        "stragglers": stragglers,
+        "train_loss": float(np.dot(weights, [lo for _, lo in finite]) / weights.sum())
+        if finite else None,
+        "sampled": client_numbers(sampled),
+        "survivors": client_numbers(outcome.survivors),
+        "dropped": client_numbers(outcome.dropped),
+        "stragglers": client_numbers(stragglers),
+        "diverged": client_numbers(outcome.diverged),
         "aborted": None if outcome.error is None else str(outcome.error),
         "bytes": outcome.bytes_total,
         "clipped_fraction": outcome.clipped_fraction,
@@ -182,6 +146,11 @@ def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
         "seconds_eval": time.perf_counter() - began,
         "phase_seconds": outcome.phase_seconds,
     }
+
+
+def client_numbers(indices) -> list[int]:
+    """Partition indices 0..clients-1 as the client numbers 1..clients every output uses."""
+    return [int(i) + 1 for i in indices]
 
 
 def default_run_dir() -> Path:
@@ -199,7 +168,11 @@ def claim_run_dir(config: TrainConfig) -> TrainConfig:
 
 def train(config: TrainConfig, *, aggregate: AggregateFn = secure_aggregate,
           on_round: RoundCallback | None = None) -> TrainResult:
-    """A fresh run: pre-flight checks, then ``config.rounds`` rounds into the run directory."""
+    """A fresh run: pre-flight checks, then ``config.rounds`` rounds into the run directory.
+
+    Nothing is printed: pass ``on_round=fedsecure.fl.report.print_progress`` for the per-round
+    lines ``fedsecure train`` prints.  Aborted rounds are rows with ``aborted`` set (see
+    :func:`fedsecure.fl.report.run_failure`); they do not raise."""
     fed = prepare(claim_run_dir(config))
     return run_rounds(fed, [], play=lambda f, r: run_round(f, r, aggregate=aggregate),
                       on_round=on_round)
@@ -233,8 +206,15 @@ def run_rounds(fed: Federation, metrics: list[dict], *, play: RoundFn,
     model, the plot and (if configured) personalization."""
     cfg = fed.config
     run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(run_dir / rundir.CONFIG_FILE, cfg.to_dict())
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"run_dir={str(run_dir)!r}: cannot create it ({exc.strerror});"
+                                 " choose another folder (--run-dir)") from None
+    resumed_from = len(metrics)
+    # config.json records the device actually used ("cuda:0", not "auto"); the checkpoint
+    # keeps the requested one, so a resumed run picks its device again.
+    rundir.write_json(run_dir / rundir.CONFIG_FILE, dict(cfg.to_dict(), device=str(fed.device)))
     for round_index in range(len(metrics) + 1, cfg.rounds + 1):
         row = play(fed, round_index)
         metrics.append(row)
@@ -254,4 +234,4 @@ def run_rounds(fed: Federation, metrics: list[dict], *, play: RoundFn,
                    for c in range(cfg.clients)])
         rundir.write_json(run_dir / rundir.PERSONALIZATION_FILE, personal)
     return TrainResult(config=cfg, run_dir=run_dir, model=fed.model, metrics=metrics,
-                       personalization=personal)
+                       personalization=personal, resumed_from=resumed_from)

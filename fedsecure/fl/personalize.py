@@ -11,23 +11,21 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from fedsecure.fl.client import fit
 from fedsecure.fl.data import label_histograms, matching_test_split
+from fedsecure.fl.federation import Federation
 from fedsecure.fl.model import evaluate
-
-if TYPE_CHECKING:
-    from fedsecure.fl.loop import Federation
 
 
 def personalize(fed: Federation, *, seeds: Sequence[int], split_seed: int) -> list[dict]:
-    """One row per client: sample counts and test accuracy before / after fine-tuning.
+    """One row per client (numbered 1..clients): sample counts and test accuracy before / after
+    fine-tuning.
 
-    ``seeds[c]`` seeds client c's batch order; ``split_seed`` the per-client test split.
-    Accuracies are None for a client that received no test samples.
+    ``seeds[k]`` seeds the batch order of partition k (client k + 1); ``split_seed`` the
+    per-client test split.  Accuracies are None for a client that received no test samples.
     """
     cfg = fed.config
     histograms = label_histograms(fed.dataset.y_train, fed.parts, fed.dataset.n_classes)
@@ -41,7 +39,7 @@ def personalize(fed: Federation, *, seeds: Sequence[int], split_seed: int) -> li
             momentum=cfg.momentum, seed=seeds[client])
         has_test = len(test_index) > 0
         rows.append({
-            "client": client,
+            "client": client + 1,  # clients are numbered 1..clients, as in the metrics
             "train_samples": len(y),
             "test_samples": len(test_index),
             "accuracy_before": evaluate(fed.model, x_test, y_test)[0] if has_test else None,

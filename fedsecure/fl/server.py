@@ -6,7 +6,8 @@ builds the round's :class:`~fedsecure.protocols.base.AggregationSpec` -- client 
 weights = sample counts, per-coordinate clip -- and runs it with
 :func:`fedsecure.runtime.simulation.simulate_round`.  :func:`aggregate_round` clips the deltas
 (counting the clipped coordinates), maps round ids back to client indices and returns the mean
-delta that FedAvg / FedProx add to the global model.
+delta that FedAvg / FedProx add to the global model.  A client whose local training diverged
+(NaN or infinite values) is that client's failure in that round: its update is dropped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fedsecure.errors import ProtocolAborted
 from fedsecure.fl.client import LocalUpdate
 from fedsecure.protocols.base import AggregateResult, AggregationSpec, make_aggregator
 from fedsecure.runtime.driver import Deadlines
@@ -77,7 +79,10 @@ def sample_clients(n_clients: int, fraction: float, rng: np.random.Generator) ->
 
 @dataclass(frozen=True)
 class RoundAggregate:
-    """The server's view of a round: mean delta over survivors (None if aborted) and costs."""
+    """The server's view of a round: mean delta over survivors (None if aborted) and costs.
+
+    Clients are the caller's indices; ``diverged`` lists the clients whose local training
+    produced non-finite values: their updates were never sent, so they are also ``dropped``."""
 
     mean: np.ndarray | None
     survivors: tuple[int, ...]  # client indices
@@ -87,6 +92,7 @@ class RoundAggregate:
     phase_seconds: dict[str, float]
     bytes_total: int
     quantization_error: float
+    diverged: tuple[int, ...] = ()
 
 
 def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
@@ -94,22 +100,39 @@ def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
     return np.clip(delta, -clip, clip), int(np.count_nonzero(np.abs(delta) > clip))
 
 
+def has_diverged(update: LocalUpdate) -> bool:
+    """True if local training blew up: a NaN or infinite delta coordinate or training loss."""
+    return not (math.isfinite(update.train_loss) and np.isfinite(update.delta).all())
+
+
 def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str,
                     options: Mapping, clip: float, round_index: int,
                     deadline_s: float | None = None, stragglers: Sequence[int] = (),
+                    allow_small_cohort: bool = False,
                     aggregate: AggregateFn = secure_aggregate) -> RoundAggregate:
     """Clip each delta to [-clip, clip], aggregate with ``protocol``, return the mean delta.
-    ``stragglers`` are client indices whose messages miss the deadline."""
+
+    ``stragglers`` are client indices whose messages miss the deadline.  A client whose update
+    diverged (:func:`has_diverged`) sends nothing: the protocol, configured for every sampled
+    client, drops it like any absent client; if every client diverged the round aborts without
+    running the protocol."""
     clients = [client for client, _ in updates]
     d = len(updates[0][1].delta)
-    clipped_updates = [clip_update(u.delta, clip) for _, u in updates]
-    clipped = sum(count for _, count in clipped_updates)
-    inputs = {rid: (vector, u.n_samples)
-              for rid, ((vector, _), (_, u)) in enumerate(zip(clipped_updates, updates,
-                                                             strict=True), start=1)}
+    diverged = tuple(client for client, u in updates if has_diverged(u))
+    sending = {rid: (client, u) for rid, (client, u) in enumerate(updates, start=1)
+               if client not in diverged}
+    if not sending:
+        return RoundAggregate(
+            mean=None, survivors=(), dropped=tuple(clients), diverged=diverged,
+            error=ProtocolAborted("every client's local training diverged (non-finite update)"),
+            clipped_fraction=0.0, phase_seconds={}, bytes_total=0, quantization_error=0.0)
+    clipped_updates = {rid: clip_update(u.delta, clip) for rid, (_, u) in sending.items()}
+    inputs = {rid: (vector, sending[rid][1].n_samples)
+              for rid, (vector, _) in clipped_updates.items()}
     spec = AggregationSpec(n_clients=len(updates), vector_length=d,
                            max_weight=max(u.n_samples for _, u in updates), clip=clip,
-                           session=None, round=round_index)
+                           session=None, round=round_index,
+                           allow_small_cohort=allow_small_cohort)
     late = [rid for rid, client in enumerate(clients, start=1) if client in set(stragglers)]
     report = aggregate(protocol, spec, inputs, options=options, deadline_s=deadline_s,
                        stragglers=late)
@@ -120,8 +143,10 @@ def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str
         dropped=tuple(clients) if result is None else tuple(
             clients[i - 1] for i in result.dropped),
         error=report.error,
-        clipped_fraction=clipped / (len(updates) * d),
+        clipped_fraction=sum(count for _, count in clipped_updates.values())
+        / (len(clipped_updates) * d),
         phase_seconds=report.phase_seconds,
         bytes_total=report.bytes_total,
         quantization_error=report.quantization_error,
+        diverged=diverged,
     )

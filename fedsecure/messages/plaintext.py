@@ -6,7 +6,7 @@ from fedsecure.messages.envelope import ArrayPayload, Message
 
 
 class PlainUpdate(Message, frozen=True):
-    """Client -> server: the weighted update in the clear (baseline only: no privacy)."""
+    """Client -> server: the weighted update in the clear as float32 (baseline only: no privacy)."""
 
     weighted_update: ArrayPayload
     weight: float

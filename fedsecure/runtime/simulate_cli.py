@@ -1,14 +1,20 @@
 """``fedsecure simulate``: one secure-aggregation round with every party in this process.
 
-Synthetic inputs (seeded), a share of clients dropping out at random phases, then a report:
+Synthetic inputs (seeded), a share of clients going silent at random phases, then a report:
 the round's outcome, the aggregate's error against the plain sum of the survivors, bytes
 sent and time per phase (server and clients separately), with progress shown as it runs.
+A client that goes silent after its input was already in the sum (e.g. during unmasking) is a
+survivor of the round, and is reported as such.  ``--out FILE.json`` also writes the report
+as JSON.  Exit status: 0 when the round finished within the quantization bound, 1 when it
+aborted or missed the bound, 2 for a bad option (see docs/cli.md).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -43,6 +49,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-weight", type=int, default=100, help="largest client weight")
     p.add_argument("--clip", type=float, default=1.0, help="per-coordinate clipping bound")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic data and dropouts")
+    p.add_argument("--allow-small-cohort", action="store_true",
+                   help="let a secure protocol run a round whose result could be the sum of"
+                        " only two clients (each then learns the other's input)")
+    p.add_argument("--out", metavar="FILE.json", help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(run=run)
 
@@ -50,47 +60,103 @@ def register(subparsers) -> None:
 def run(args) -> int:
     require(args.protocol in available_protocols(), "--protocol", args.protocol,
             f"choose one of {available_protocols()}")
+    require(args.clients >= 2, "--clients", args.clients, "must be an integer >= 2")
+    require(args.dim >= 1, "--dim", args.dim, "must be an integer >= 1")
+    require(args.max_weight >= 1, "--max-weight", args.max_weight, "must be an integer >= 1")
+    require(args.clip > 0, "--clip", args.clip, "must be a number > 0")
     require(0 <= args.dropout < 1, "--dropout", args.dropout, "must be in [0, 1)")
     spec = AggregationSpec(n_clients=args.clients, vector_length=args.dim,
-                           max_weight=args.max_weight, clip=args.clip)
+                           max_weight=args.max_weight, clip=args.clip,
+                           allow_small_cohort=args.allow_small_cohort)
     aggregator = make_aggregator(args.protocol, spec)
     data = np.random.default_rng(args.seed)  # synthetic inputs only, never secrets
     inputs = {c: (data.uniform(-args.clip, args.clip, args.dim),
                   int(data.integers(1, args.max_weight + 1))) for c in spec.client_ids}
-    n_drop = int(round(args.dropout * args.clients))
-    dropouts = data.choice(list(spec.client_ids), size=n_drop, replace=False)
+    n_silent = int(round(args.dropout * args.clients))
+    silent = data.choice(list(spec.client_ids), size=n_silent, replace=False)
     tags = CLIENT_MESSAGES.get(args.protocol, ("",))
-    faults = [Silent(int(c), tags[int(data.integers(len(tags)))]) for c in dropouts]
+    faults = [Silent(int(c), tags[int(data.integers(len(tags)))]) for c in silent]
 
     progress = Progress(enabled=not args.quiet)
     began = time.perf_counter()
     report = simulate_round(aggregator, inputs, faults=faults, on_event=progress)
     wall = time.perf_counter() - began
 
+    planned = ", ".join(f"{f.party}@{f.before}" for f in faults) or "none"
     print(f"protocol {args.protocol}: {args.clients} clients x {args.dim} values, "
-          f"{n_drop} dropouts ({', '.join(f'{f.party}@{f.before}' for f in faults) or 'none'})")
+          f"{n_silent} go silent before a message ({planned})")
+    summary = _summary(args, faults, report, wall)
+    if report.error is None:
+        summary.update(_check(aggregator, inputs, report.result, args.clip))
+    if args.out:
+        Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     if report.error is not None:
-        print(f"round ABORTED: {report.error}")
+        print(f"fedsecure simulate: error: round aborted: {report.error}; fewer dropouts"
+              f" (--dropout, now {args.dropout:g}) or more clients let it finish",
+              file=sys.stderr)
         return 1
-    result = report.result
-    survivors = result.survivors
-    plain = sum(inputs[c][1] * np.clip(inputs[c][0], -args.clip, args.clip) for c in survivors)
-    weight = sum(inputs[c][1] for c in survivors)
-    error = float(np.max(np.abs(result.mean - plain / weight)))
-    print(f"round finished: {len(survivors)} survivors, dropped {list(result.dropped)}")
-    print(f"total weight {result.total_weight:g} (plain {weight}); max |mean - plain mean| = "
-          f"{error:.3g} (bound {aggregator.quantization_error:.3g})")
+    late = summary["silent_after_input"]
+    print(f"round finished: {len(summary['survivors'])} survivors, {len(summary['dropped'])}"
+          f" dropped {summary['dropped']}"
+          + (f"; {late} went silent after their input was in the sum (survivors)" if late
+             else ""))
+    print(f"total weight {summary['total_weight']:g} (plain {summary['plain_weight']}); max"
+          f" |mean - plain mean| = {summary['max_abs_error']:.3g}"
+          f" (bound {summary['bound']:.3g})")
     _print_phase_table(report)
     print(f"bytes sent: {report.bytes_total / 1e6:.2f} MB in all, server "
           f"{report.server_stats.total_bytes_sent / 1e6:.2f} MB; wall time {wall:.2f} s")
-    return 0 if error <= aggregator.quantization_error + 1e-12 else 1
+    if not summary["ok"]:
+        print(f"fedsecure simulate: error: the decoded mean is off by"
+              f" {summary['max_abs_error']:.3g}, more than the bound {summary['bound']:.3g}:"
+              " this is a bug, please report it with this command line", file=sys.stderr)
+        return 1
+    return 0
 
 
-def _print_phase_table(report) -> None:
+def _summary(args, faults, report, wall: float) -> dict:
+    """The machine-readable report (``--out``): the options, planned faults and the outcome."""
+    result = report.result
+    survivors = [] if result is None else list(result.survivors)
+    return {
+        "protocol": args.protocol, "clients": args.clients, "dim": args.dim,
+        "dropout": args.dropout, "max_weight": args.max_weight, "clip": args.clip,
+        "seed": args.seed,
+        "silent": [{"client": f.party, "before": f.before} for f in faults],
+        "outcome": "aborted" if result is None else "finished",
+        "error": None if report.error is None else str(report.error),
+        "survivors": survivors,
+        "dropped": [] if result is None else list(result.dropped),
+        "silent_after_input": sorted(f.party for f in faults if f.party in survivors),
+        "bytes_total": report.bytes_total,
+        "bytes_server": report.server_stats.total_bytes_sent,
+        "bytes_by_message": _bytes_by_message(report),
+        "cpu_seconds": {"server": report.seconds_by_phase("server"),
+                        "clients": report.seconds_by_phase("clients")},
+        "wall_s": wall,
+    }
+
+
+def _check(aggregator, inputs, result, clip: float) -> dict:
+    """The decoded mean against the plain weighted mean of the survivors."""
+    plain = sum(inputs[c][1] * np.clip(inputs[c][0], -clip, clip) for c in result.survivors)
+    weight = sum(inputs[c][1] for c in result.survivors)
+    error = float(np.max(np.abs(result.mean - plain / weight)))
+    bound = aggregator.quantization_error
+    return {"total_weight": result.total_weight, "plain_weight": weight,
+            "max_abs_error": error, "bound": bound, "ok": error <= bound + 1e-12}
+
+
+def _bytes_by_message(report) -> dict[str, int]:
     sent: dict[str, int] = {}
     for stats in report.stats.values():
         for tag, n in stats.bytes_sent.items():
             sent[tag] = sent.get(tag, 0) + n
+    return sent
+
+
+def _print_phase_table(report) -> None:
+    sent = _bytes_by_message(report)
     print(f"{'CPU seconds by phase':<34}{'server':>10}{'clients (sum)':>15}")
     server, clients = report.seconds_by_phase("server"), report.seconds_by_phase("clients")
     for phase in list(dict.fromkeys([*server, *clients])):

@@ -114,7 +114,7 @@ def test_cli_reports_a_bad_option_in_one_line(capsys):
 def test_cli_resume_refuses_other_flags(capsys, tmp_path):
     assert main(["train", "--resume", str(tmp_path), "--clients", "3"]) == 2
     err = capsys.readouterr().err
-    assert "resume=" in err and "['clients']" in err
+    assert "resume=" in err and "['--clients']" in err
 
 
 def test_cli_runs_and_resumes_a_small_job(capsys, tmp_path):

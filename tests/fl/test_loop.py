@@ -5,6 +5,8 @@ the real in-process driver."""
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import json
 from dataclasses import replace
 
@@ -62,9 +64,18 @@ def test_rounds_aggregate_through_the_interface_and_fill_the_run_dir(tmp_path):
     with (run / rundir.METRICS_CSV).open() as handle:
         table = list(csv.DictReader(handle))
     assert len(table) == 3 and table[2]["accuracy"] == str(rows[2]["accuracy"])
-    assert table[0]["seconds_server:sum"] == "0.001" and table[0]["sampled"] == "4"
+    assert table[0]["seconds_server:sum"] == "0.001"
+    # the CSV carries the JSON rows' fields: lists as JSON arrays, null as an empty cell
+    assert set(table[0]) == (set(rows[0]) - {"phase_seconds"}) | {"seconds_server:sum"}
+    for field in rundir.LIST_FIELDS:
+        assert [json.loads(t[field]) for t in table] == [r[field] for r in rows]
+    assert rows[0]["sampled"] == [1, 2, 3, 4] and rows[0]["stragglers"] == []
+    assert table[0]["epsilon"] == "" and table[0]["aborted"] == ""
     assert (run / rundir.PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert json.loads((run / rundir.CONFIG_FILE).read_text()) == config.to_dict()
+    # config.json records the device the run used, not "auto"
+    assert config.device == "auto"
+    assert json.loads((run / rundir.CONFIG_FILE).read_text()) == dict(
+        config.to_dict(), device=str(result.model.state_dict()["0.weight"].device))
     saved = torch.load(run / rundir.MODEL_FILE, weights_only=True)
     for name, tensor in result.model.state_dict().items():
         assert torch.equal(saved[name], tensor)
@@ -197,6 +208,15 @@ def test_resume_can_extend_a_finished_run(tmp_path):
     assert json.loads((tmp_path / "short" / rundir.CONFIG_FILE).read_text())["rounds"] == 3
 
 
+def _rewrite_with_digest(run_dir, checkpoint) -> None:
+    """Save ``checkpoint`` as the run's checkpoint with a matching digest (a deliberate edit)."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    (run_dir / rundir.CHECKPOINT_FILE).write_bytes(buffer.getvalue())
+    (run_dir / rundir.DIGEST_FILE).write_text(
+        f"{hashlib.sha256(buffer.getvalue()).hexdigest()}  {rundir.CHECKPOINT_FILE}\n")
+
+
 def test_resume_and_run_dir_errors(tmp_path):
     train(_config(tmp_path, rounds=2), aggregate=exact_mean_aggregate())
     with pytest.raises(ConfigurationError, match=r"^run_dir=.*already holds a run"):
@@ -207,7 +227,7 @@ def test_resume_and_run_dir_errors(tmp_path):
         resume(tmp_path / "nothing-here")
     checkpoint = torch.load(tmp_path / "run" / rundir.CHECKPOINT_FILE, weights_only=True)
     checkpoint["rng"]["scheme"] = "something older"
-    torch.save(checkpoint, tmp_path / "run" / rundir.CHECKPOINT_FILE)
+    _rewrite_with_digest(tmp_path / "run", checkpoint)
     with pytest.raises(ConfigurationError, match="cannot be continued exactly"):
         resume(tmp_path / "run")
 
@@ -229,7 +249,7 @@ def test_personalization_improves_accuracy_on_skewed_clients(tmp_path):
                      personalize=True, personalize_epochs=2)
     result = train(config, aggregate=exact_mean_aggregate())
     rows = result.personalization
-    assert [r["client"] for r in rows] == list(range(5))
+    assert [r["client"] for r in rows] == [1, 2, 3, 4, 5]  # numbered as in the metrics
     assert sum(r["train_samples"] for r in rows) == 1437
     saved = json.loads((tmp_path / "run" / rundir.PERSONALIZATION_FILE).read_text())
     assert saved == rows
@@ -249,7 +269,10 @@ def test_training_over_the_real_plaintext_protocol(tmp_path):
     np.testing.assert_allclose(model_to_vector(real.model), model_to_vector(exact.model),
                                atol=1e-6)
     row = real.metrics[-1]
-    assert row["bytes"] > 4 * 8 * len(model_to_vector(real.model))
+    # the plaintext baseline sends float32: 4 bytes per value and client, plus small overhead
+    d = len(model_to_vector(real.model))
+    assert 4 * 4 * d < row["bytes"] < 4 * 4 * d + 4 * 200
+    assert row["quantization_error"] == pytest.approx(real.config.clip * 2.0**-24)
     assert row["survivors"] == row["sampled"] and row["aborted"] is None
     assert any(name.startswith("server:") for name in row["phase_seconds"])
 
@@ -281,4 +304,95 @@ def test_secure_aggregate_passes_a_deadline_to_the_driver(monkeypatch):
     assert seen == [Deadlines(default_s=0.5), Deadlines()]
     assert report.result.survivors == (1, 2) and report.result.dropped == (3,)
     np.testing.assert_allclose(report.result.mean, 0.5 * 2 / 8)
-    assert report.bytes_total > 0 and report.quantization_error == 0.0
+    assert report.bytes_total > 0 and report.quantization_error == 2.0**-24  # float32, clip 1
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_a_diverging_client_is_dropped_from_its_round(tmp_path, monkeypatch):
+    from fedsecure.fl import loop
+
+    honest = loop.local_update
+
+    def client_2_diverges_in_round_1(fed, round_index, client):
+        update = honest(fed, round_index, client)
+        if round_index == 1 and client == 1:  # partition 1 is client 2
+            return replace(update, delta=np.full_like(update.delta, np.nan),
+                           train_loss=float("nan"))
+        return update
+
+    monkeypatch.setattr(loop, "local_update", client_2_diverges_in_round_1)
+    calls = []
+    result = train(_config(tmp_path, rounds=2), aggregate=exact_mean_aggregate(calls))
+    first, second = result.metrics
+    assert first["diverged"] == [2] and first["aborted"] is None
+    assert sorted(calls[0]["inputs"]) == [1, 3, 4]  # round id 2 never sent anything
+    assert calls[0]["spec"].n_clients == 4
+    assert np.isfinite(first["train_loss"])
+    assert second["diverged"] == [] and sorted(calls[1]["inputs"]) == [1, 2, 3, 4]
+    assert np.isfinite(model_to_vector(result.model)).all()
+
+
+def test_a_round_where_every_client_diverges_aborts_and_the_run_failed(tmp_path):
+    from fedsecure.fl.report import format_round, run_failure
+
+    calls = []
+    config = _config(tmp_path, rounds=1, lr=1e6)
+    result = train(config, aggregate=exact_mean_aggregate(calls))
+    (row,) = result.metrics
+    assert calls == []  # nothing was aggregated
+    assert row["diverged"] == row["dropped"] == row["sampled"] == [1, 2, 3, 4]
+    assert row["aborted"].startswith("every client's local training diverged")
+    assert row["train_loss"] is None
+    line = format_round(row, 1)
+    assert "clients 0/4" in line and "diverged 1,2,3,4" in line and "ABORTED" in line
+    failure = run_failure(result.metrics, result.config)
+    assert failure.startswith("no round trained the model: round 1 aborted")
+    assert "lower --lr (now 1e+06)" in failure
+
+
+def test_run_failure_needs_every_round_of_the_invocation_to_abort(tmp_path):
+    from fedsecure.fl.report import run_failure
+
+    exact = exact_mean_aggregate()
+
+    def abort_round_2(protocol, spec, inputs, **kwargs):
+        if spec.round == 2:
+            return AggregationReport(result=None, error=ProtocolAborted("too few survivors"))
+        return exact(protocol, spec, inputs, **kwargs)
+
+    result = train(_config(tmp_path, rounds=2), aggregate=abort_round_2)
+    assert run_failure(result.metrics, result.config) is None
+    # a resumed invocation that played only the aborted round failed
+    assert run_failure(result.metrics[1:], result.config).startswith(
+        "no round trained the model: round 2 aborted (last: too few survivors)")
+
+
+def test_a_checkpoint_with_arbitrary_objects_is_refused_without_torchs_advice(tmp_path):
+    train(_config(tmp_path, rounds=1), aggregate=exact_mean_aggregate())
+    run = tmp_path / "run"
+    checkpoint = torch.load(run / rundir.CHECKPOINT_FILE, weights_only=True)
+    _rewrite_with_digest(run, dict(checkpoint, model=Killed()))  # weights_only refuses it
+    with pytest.raises(ConfigurationError) as caught:
+        resume(run)
+    assert "is not a readable checkpoint (UnpicklingError)" in str(caught.value)
+    assert "weights_only" not in str(caught.value)
+    _rewrite_with_digest(run, dict(checkpoint, metrics_json="[]"))  # 0 rounds, but round is 1
+    with pytest.raises(ConfigurationError, match="missing or inconsistent fields"):
+        resume(run)
+
+
+def test_allow_small_cohort_reaches_every_rounds_spec(tmp_path):
+    from fedsecure.cli import build_parser
+    from fedsecure.fl.cli import _overrides
+
+    args = build_parser().parse_args(["train", "--allow-small-cohort"])
+    assert _overrides(args) == {"allow_small_cohort": True}
+    for allowed in (False, True):
+        calls = []
+        train(_config(tmp_path, f"allowed-{allowed}", rounds=1, allow_small_cohort=allowed),
+              aggregate=exact_mean_aggregate(calls))
+        assert calls[0]["spec"].allow_small_cohort is allowed
+    with pytest.raises(ConfigurationError, match="^allow_small_cohort='yes'"):
+        TrainConfig(allow_small_cohort="yes")

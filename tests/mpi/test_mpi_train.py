@@ -65,7 +65,7 @@ def test_secagg_training_as_mpi_ranks_matches_the_in_process_loop(launcher, tmp_
     assert [row["round"] for row in mpi] == [1, 2, 3]
     for row, ref in zip(mpi, here, strict=True):
         assert set(row) == set(ref)  # the same metrics, the same schema
-        assert row["aborted"] is None and row["survivors"] == row["sampled"] == [0, 1, 2, 3]
+        assert row["aborted"] is None and row["survivors"] == row["sampled"] == [1, 2, 3, 4]
         assert abs(row["accuracy"] - ref["accuracy"]) <= 0.005
         assert row["bytes"] == ref["bytes"] > 0  # the very same protocol messages
         assert row["quantization_error"] == ref["quantization_error"] > 0
@@ -127,8 +127,8 @@ def test_a_client_rank_that_dies_ends_the_run_after_its_round(launcher, tmp_path
     assert "client ranks [4] stopped reporting in round 2; training stops" in done.stderr
     assert "Traceback" not in done.stderr, context
     rows = json.loads((run_dir / "metrics.json").read_text())
-    # Round 2 finished without client 3 (rank 4) -- SecAgg's threshold is 3 of 4 -- and was
+    # Round 2 finished without client 4 (rank 4) -- SecAgg's threshold is 3 of 4 -- and was
     # saved; no round ran after it.
     assert [(r["round"], r["survivors"], r["dropped"], r["aborted"]) for r in rows] == [
-        (1, [0, 1, 2, 3], [], None), (2, [0, 1, 2], [3], None)]
+        (1, [1, 2, 3, 4], [], None), (2, [1, 2, 3], [4], None)]
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["round"] == 2

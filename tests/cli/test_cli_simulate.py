@@ -1,0 +1,43 @@
+"""``fedsecure simulate``: what it prints agrees with the result, and ``--out`` writes it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+
+def test_printed_counts_agree_with_the_result_and_the_json_report(fedsecure, tmp_path):
+    done = fedsecure("simulate", "--clients", "20", "--dim", "1000", "--dropout", "0.25",
+                     "--quiet", "--out", "round.json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "round.json").read_text())
+    assert report["outcome"] == "finished" and report["error"] is None and report["ok"]
+    silent = {f["client"] for f in report["silent"]}
+    assert len(silent) == 5
+    # every silent client is either dropped, or a survivor whose input was already in the sum
+    assert silent == set(report["dropped"]) | set(report["silent_after_input"])
+    assert sorted(report["survivors"] + report["dropped"]) == list(range(1, 21))
+    assert report["silent_after_input"], "seed 0 has a client silent at unmasking"
+    match = re.search(r"round finished: (\d+) survivors, (\d+) dropped (\[[\d, ]*\])",
+                      done.stdout)
+    assert match, done.stdout
+    assert int(match[1]) == len(report["survivors"]) and int(match[2]) == len(report["dropped"])
+    assert json.loads(match[3]) == report["dropped"]
+    assert report["bytes_total"] == sum(report["bytes_by_message"].values())
+    assert report["max_abs_error"] <= report["bound"]
+
+
+def test_allow_small_cohort_runs_two_clients(fedsecure):
+    done = fedsecure("simulate", "--clients", "2", "--dim", "10", "--dropout", "0",
+                     "--allow-small-cohort", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "round finished: 2 survivors" in done.stdout
+
+
+def test_plaintext_baseline_sends_float32(fedsecure, tmp_path):
+    done = fedsecure("simulate", "--protocol", "plaintext", "--clients", "4", "--dim", "1000",
+                     "--dropout", "0", "--quiet", "--out", "plain.json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "plain.json").read_text())
+    sent = report["bytes_by_message"]["PlainUpdate"]
+    assert 4 * 4 * 1000 < sent < 4 * (4 * 1000 + 200)  # 4 bytes per value, small envelope
