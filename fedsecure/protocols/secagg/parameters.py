@@ -16,9 +16,13 @@ order and each is joined to the k/2 nearest on either side (:mod:`.harary`).  At
 2. *Some neighbourhood holds t corrupt clients*, who with the server could reconstruct an
    honest client's secrets.  A client's k neighbours are a uniform k-subset, so its corrupt
    neighbours follow ``A ~ Hypergeometric(n, C, k)``, and over all clients
-   ``P2 <= n * P[A >= t]``.  Against a *semi-malicious* server, which may ask different honest
-   clients for different shares of one client, the corrupt neighbours must stay below
-   ``2t - k`` instead: ``P2 <= n * P[A >= 2t - k]``.
+   ``P2 <= n * P[A >= t]``.  A *semi-malicious* server may tell each honest holder a
+   different story (u survived / u dropped) and so collect shares of *both* of u's secrets:
+   the k - A honest neighbours give one share each, the owner u (alive) gives its own share
+   of its self-mask seed, and the A corrupt neighbours give both.  It needs t of each, which
+   is possible iff ``(t - A - 1) + (t - A) <= k - A``, i.e. ``A >= 2t - k - 1``:
+   ``P2 <= n * P[A >= 2t - k - 1]``.  (Google's finder uses ``2t - k``, which leaves out
+   the owner's own share; SecAgg's client keeps one and reveals it when it survives.)
 3. *Some neighbourhood keeps fewer than t survivors*, so a dropped client's secret cannot be
    recovered and the round fails: with ``S ~ Hypergeometric(n, n - D, k)`` surviving
    neighbours, ``P3 <= n * P[S < t]``.
@@ -113,18 +117,18 @@ def find_graph_parameters(clients: int, *, corrupt_fraction: float, dropout_frac
 def _smallest_threshold(corrupt_tail: np.ndarray, limit: float, adversary: str) -> int:
     """Smallest t >= 2 whose breaking number of corrupt neighbours is rarer than ``limit``.
 
-    Semi-honest: P[A >= t] < limit.  Semi-malicious: P[A >= 2t - k] < limit, i.e.
-    t = ceil((t_semi_honest + k) / 2).  May exceed k (then no threshold works for this k).
+    Semi-honest: P[A >= t] < limit.  Semi-malicious: P[A >= 2t - k - 1] < limit, i.e.
+    t = ceil((t_semi_honest + k + 1) / 2).  May exceed k (then no threshold works for this k).
     """
     k = len(corrupt_tail) - 2
     semi_honest = int(np.flatnonzero(corrupt_tail < limit)[0])  # P[A >= k+1] = 0 < limit
-    t = semi_honest if adversary == "semi-honest" else -(-(semi_honest + k) // 2)
+    t = semi_honest if adversary == "semi-honest" else -(-(semi_honest + k + 1) // 2)
     return max(t, 2)
 
 
 def _breaking_corruptions(t: int, k: int, adversary: str) -> int:
-    """How many corrupt neighbours break threshold t: t, or 2t - k against a semi-malicious server."""
-    return t if adversary == "semi-honest" else 2 * t - k
+    """How many corrupt neighbours break threshold t: t, or 2t - k - 1 (semi-malicious)."""
+    return t if adversary == "semi-honest" else 2 * t - k - 1
 
 
 def _disconnected_bound(n: int, k: int, bad: int) -> float:
