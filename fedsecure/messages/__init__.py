@@ -25,6 +25,8 @@ from fedsecure.messages.secagg import (
     Abort,
     AddressedCiphertext,
     AdvertiseKeys,
+    ConsistencyCheck,
+    ConsistencySignature,
     EncryptedShares,
     ForwardedShares,
     KeyRoster,
@@ -36,6 +38,8 @@ from fedsecure.messages.secagg import (
     ShareOpening,
     ShareOpenings,
     ShareReceipt,
+    SignedReceipt,
+    SurvivorSignature,
     UnmaskRequest,
     UnmaskShares,
 )
@@ -53,6 +57,7 @@ __all__ = [
     "CODEC", "encode", "decode", "Body", "ALL_MESSAGES",
     "Abort", "AddressedCiphertext", "AdvertiseKeys", "EncryptedShares", "ForwardedShares",
     "KeyRoster", "MaskedInput", "MaskingSet", "OpenRequest", "RevealedShare", "RosterEntry",
-    "ShareOpening", "ShareOpenings", "ShareReceipt", "UnmaskRequest", "UnmaskShares",
+    "ShareOpening", "ShareOpenings", "ShareReceipt", "SignedReceipt", "SurvivorSignature",
+    "ConsistencyCheck", "ConsistencySignature", "UnmaskRequest", "UnmaskShares",
     "PlainUpdate",
 ]

@@ -12,6 +12,8 @@ import msgspec
 from fedsecure.messages.envelope import Bytes32, Message, PartyId
 
 Ciphertext = Annotated[bytes, msgspec.Meta(min_length=28, max_length=4096)]
+Signature = Annotated[bytes, msgspec.Meta(max_length=64)]
+"""An Ed25519 signature by the sender's identity key (malicious-server mode), empty otherwise."""
 
 
 class AdvertiseKeys(Message, frozen=True):
@@ -19,12 +21,14 @@ class AdvertiseKeys(Message, frozen=True):
 
     encryption_public_key: Bytes32  # c_pk: authenticated encryption of shares
     masking_public_key: Bytes32  # s_pk: pairwise mask agreement
+    signature: Signature = b""
 
 
 class RosterEntry(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     client: PartyId
     encryption_public_key: Bytes32
     masking_public_key: Bytes32
+    signature: Signature = b""  # the client's, over its advertisement (malicious mode)
 
 
 class KeyRoster(Message, frozen=True):
@@ -41,6 +45,7 @@ class AddressedCiphertext(msgspec.Struct, frozen=True, array_like=True, forbid_u
     peer: PartyId  # recipient when a client sends, original sender when the server forwards
     ephemeral_public_key: Bytes32
     ciphertext: Ciphertext
+    signature: Signature = b""  # the sender's, over (recipient, key, ciphertext) (malicious mode)
 
 
 class EncryptedShares(Message, frozen=True):
@@ -66,13 +71,26 @@ class ShareReceipt(Message, frozen=True):
     complaints: list[PartyId]
     roster_digest: Bytes32
     forwarded_digest: Bytes32
+    signature: Signature = b""
+
+
+class SignedReceipt(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """An accuser's ShareReceipt, forwarded so the accused can check the complaint is real."""
+
+    accuser: PartyId
+    complaints: list[PartyId]
+    roster_digest: Bytes32
+    forwarded_digest: Bytes32
+    signature: Signature
 
 
 class OpenRequest(Message, frozen=True):
     """Round 2b (only when there are complaints), server -> accused client: open the
-    ciphertexts you sent to ``accusers`` by revealing their ephemeral private keys."""
+    ciphertexts you sent to ``accusers`` by revealing their ephemeral private keys.  In
+    malicious mode ``receipts`` carries each accuser's signed receipt."""
 
     accusers: list[PartyId]
+    receipts: list[SignedReceipt] = []
 
 
 class ShareOpening(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -102,12 +120,30 @@ class MaskedInput(Message, frozen=True):
     masking_set_digest: Bytes32
 
 
+class ConsistencyCheck(Message, frozen=True):
+    """Malicious mode, server -> each member of U3: the survivor set, to be signed."""
+
+    survivors: list[PartyId]
+
+
+class ConsistencySignature(Message, frozen=True):
+    """Malicious mode, client -> server: its signature over (session, round, U3)."""
+
+    signature: Signature
+
+
+class SurvivorSignature(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    client: PartyId
+    signature: Signature
+
+
 class UnmaskRequest(Message, frozen=True):
     """Round 4, server -> each survivor: who survived (reveal seed shares) and who dropped
     (reveal masking-key shares).  The two lists must be disjoint."""
 
     survivors: list[PartyId]
     dropped: list[PartyId]
+    signatures: list[SurvivorSignature] = []  # malicious mode: >= t signatures on U3
 
 
 class RevealedShare(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
@@ -140,6 +176,8 @@ SECAGG_MESSAGES = (
     ShareOpenings,
     MaskingSet,
     MaskedInput,
+    ConsistencyCheck,
+    ConsistencySignature,
     UnmaskRequest,
     UnmaskShares,
     Abort,

@@ -6,7 +6,13 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from fedsecure.messages import Abort, OpenRequest, ShareOpenings
+from fedsecure.messages import (
+    Abort,
+    ConsistencyCheck,
+    ConsistencySignature,
+    OpenRequest,
+    ShareOpenings,
+)
 from fedsecure.messages.secagg import SECAGG_MESSAGES
 from fedsecure.protocols.base import ClientDropped
 from tests.harness import Harness
@@ -24,7 +30,8 @@ LEGAL_FOR_SERVER = {"collect_keys": "AdvertiseKeys", "collect_shares": "Encrypte
 
 def honest_samples():
     """One envelope of each message type from an honest 4-client round (client 1's view); the
-    complaint phase's two messages, which an honest round never sends, are made up."""
+    complaint phase's messages, which an honest round never sends, and the malicious mode's
+    consistency round are made up."""
     aggregator = make_secagg(4, 4, seed=11)
     h = Harness(aggregator, grid_inputs(aggregator, 11))
     samples = {}
@@ -42,6 +49,11 @@ def honest_samples():
     samples["OpenRequest"] = msgspec.structs.replace(samples["KeyRoster"], body=OpenRequest([2]))
     samples["ShareOpenings"] = msgspec.structs.replace(samples["ShareReceipt"],
                                                        body=ShareOpenings([]))
+    # the consistency round exists only in malicious mode: never legal in these tables
+    samples["ConsistencyCheck"] = msgspec.structs.replace(samples["KeyRoster"],
+                                                          body=ConsistencyCheck([1, 2, 3, 4]))
+    samples["ConsistencySignature"] = msgspec.structs.replace(
+        samples["ShareReceipt"], body=ConsistencySignature(bytes(64)))
     return samples
 
 

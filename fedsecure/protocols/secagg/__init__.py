@@ -11,6 +11,8 @@ packing in ``protocols/secaggplus/SPEC.md``) at the repository root.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fedsecure.config import FixedPoint, require
 from fedsecure.errors import ConfigurationError
 from fedsecure.hazmat import OVERHEAD, SHARE_BYTES
@@ -22,12 +24,15 @@ from fedsecure.protocols.base import (
     refuse_small_cohort,
     register_protocol,
 )
+from fedsecure.protocols.identity import IdentityRegistry, StaticRegistry
 from fedsecure.protocols.secagg.client import SecAggClient
 from fedsecure.protocols.secagg.graph import CompleteGraph, NeighbourGraph
 from fedsecure.protocols.secagg.harary import HararyGraph
 from fedsecure.protocols.secagg.parameters import GraphParameters, find_graph_parameters
 from fedsecure.protocols.secagg.server import SecAggServer
 from fedsecure.rng import DEFAULT_RNG, RandomSource
+
+SECURITY_MODES = ("semi-honest", "malicious")
 
 
 class SecAggAggregator(Aggregator):
@@ -37,32 +42,65 @@ class SecAggAggregator(Aggregator):
     the fewest clients that must survive every phase.  Below n/2 + 1 a server that lies about
     dropouts could unmask an honest client (Bonawitz et al. §4), so smaller values are refused.
 
-    Semi-honest server only: this mode stops hostile *clients* (one can drop only itself) and a
-    tampering network, but not a server that deviates.  A server that substitutes its own keys
+    ``security="semi-honest"`` (default) stops hostile *clients* (one can drop only itself) and
+    a tampering network, but not a server that deviates: a server that substitutes its own keys
     in one client's roster, or shows clients different views of who sent shares and who
     survived, can recover an individual input (see docs/threat-model.md).
+    ``security="malicious"`` (Bonawitz et al. §6) closes those: every advertisement, share
+    ciphertext, receipt and survivor set is signed with the client's long-term Ed25519 identity
+    key (``identities``: an :class:`~fedsecure.protocols.identity.IdentityRegistry` or a
+    mapping of client ids to public keys, registered in advance; ``identity_keys``: the private
+    keys of the clients this process runs), and a consistency round makes each client unmask
+    only after t signatures on the survivor set it was shown.  It needs t >= 2n/3 + 1.
     """
 
     name = "secagg"
 
     def __init__(self, spec: AggregationSpec, *, scale_bits: int = 16,
                  modulus_bits: int | None = None, threshold: int | None = None,
+                 security: str = "semi-honest", identities: IdentityRegistry | None = None,
+                 identity_keys: Mapping[int, bytes] | None = None,
                  rng: RandomSource = DEFAULT_RNG):
         super().__init__(spec, rng=rng)
         n = spec.n_clients
         refuse_small_cohort(spec)
+        require(security in SECURITY_MODES, "security", security,
+                f"must be one of {SECURITY_MODES}")
+        self.malicious = security == "malicious"
+        self.security = security
         self.fixed_point = FixedPoint(n_clients=n, clip=spec.clip, scale_bits=scale_bits,
                                       max_weight=spec.max_weight, modulus_bits=modulus_bits)
         self.graph: NeighbourGraph = self._graph()
         self.threshold = self._threshold(threshold)
         self.min_survivors = self._min_survivors()
+        self.identities, self.identity_keys = self._identities(identities, identity_keys)
+
+    def _identities(self, identities, identity_keys):
+        if not self.malicious:
+            require(identities is None and not identity_keys, "identities", "...",
+                    "identity keys are used only with security='malicious'")
+            return None, {}
+        if isinstance(identities, Mapping):
+            identities = StaticRegistry(identities)
+        require(isinstance(identities, IdentityRegistry), "identities", identities,
+                "security='malicious' needs an IdentityRegistry (or a mapping of client ids to"
+                " Ed25519 public keys) registered before the round")
+        n, t = self.spec.n_clients, self.threshold
+        require(t >= 2 * n // 3 + 1, "threshold", t,
+                f"security='malicious' needs t >= floor(2n/3) + 1 = {2 * n // 3 + 1} so that a"
+                " server cannot gather t signatures on two different survivor sets"
+                " (Bonawitz et al. §6)")
+        return identities, dict(identity_keys or {})
 
     def _graph(self) -> NeighbourGraph:
         return CompleteGraph(self.spec.client_ids)
 
     def _threshold(self, threshold: int | None) -> int:
         n = self.spec.n_clients
-        threshold = self.spec.min_clients if threshold is None else threshold
+        if threshold is None:
+            threshold = self.spec.min_clients
+            if self.malicious:
+                threshold = max(threshold, 2 * n // 3 + 1)
         require(isinstance(threshold, int) and n // 2 + 1 <= threshold <= n,
                 "threshold", threshold, f"must be in [n/2+1, n] = [{n // 2 + 1}, {n}]")
         return threshold
@@ -71,9 +109,14 @@ class SecAggAggregator(Aggregator):
         """The fewest clients with which the server goes on after a phase."""
         return self.threshold
 
-    def client(self, client_id: int, *, rng: RandomSource | None = None) -> SecAggClient:
+    def client(self, client_id: int, *, rng: RandomSource | None = None,
+               identity_key: bytes | None = None) -> SecAggClient:
         self.check_client_id(client_id)
-        return SecAggClient(self, client_id, rng or self.rng)
+        if identity_key is None:
+            identity_key = self.identity_keys.get(client_id)
+        require(identity_key is not None or not self.malicious, "identity_key", None,
+                f"client {client_id} needs its Ed25519 identity key in malicious mode")
+        return SecAggClient(self, client_id, rng or self.rng, identity_key)
 
     def server(self, *, rng: RandomSource | None = None) -> SecAggServer:
         return SecAggServer(self)
@@ -81,15 +124,20 @@ class SecAggAggregator(Aggregator):
     def max_message_bytes(self, *, to_server: bool) -> int:
         """From the spec: a client's largest message is its masked input (d + 1 packed words) or
         its shares (one sealed pair per neighbour, two revealed shares per neighbour); the
-        server's is the roster or the forwarded shares (one entry per client)."""
-        n = self.graph.degree + 1
-        sealed = 8 + 34 + 3 + OVERHEAD + 8 + 2 * SHARE_BYTES  # peer, key, ciphertext + headers
+        server's is the roster or the forwarded shares (one entry per neighbour).  Malicious
+        mode adds a 64-byte signature per entry, and the server's survivor signatures and
+        forwarded complaint receipts (at most t - 1, each listing at most n clients)."""
+        n, signature = self.graph.degree + 1, (66 if self.malicious else 1)
+        sealed = 16 + 34 + 3 + OVERHEAD + 8 + 2 * SHARE_BYTES + signature  # with array headers
         if to_server:
             upload = packed_size(self.spec.vector_length + 1, self.fixed_point.modulus_bits)
-            largest = max(upload + 64, n * sealed + 64,
-                          2 * n * (SHARE_BYTES + 8) + 64)
+            largest = max(upload + 64 + 34, n * sealed + 64, 2 * n * (SHARE_BYTES + 8) + 64,
+                          5 * n + 64 + 66 + 34 * 2)
         else:
-            largest = max(n * max(sealed, 80) + 64, 1100)  # 1100: an Abort's reason
+            largest = max(n * max(sealed, 90 + signature) + 64, 1100)  # 1100: an Abort's reason
+            if self.malicious:
+                receipts = self.threshold * (5 * n + 16 + 34 * 2 + signature)
+                largest = max(largest, n * (8 + signature) + 10 * n + 64, receipts + 5 * n + 64)
         return ENVELOPE_OVERHEAD_BYTES + largest
 
     @property
@@ -120,7 +168,12 @@ class SecAggPlusAggregator(SecAggAggregator):
                  modulus_bits: int | None = None, dropout_fraction: float = 0.1,
                  corrupt_fraction: float = 0.05, security_bits: float = 40.0,
                  correctness_bits: float = 20.0, degree: int | None = None,
-                 threshold: int | None = None, rng: RandomSource = DEFAULT_RNG):
+                 threshold: int | None = None, security: str = "semi-honest",
+                 rng: RandomSource = DEFAULT_RNG):
+        require(security == "semi-honest", "security", security,
+                "SecAgg+ runs semi-honest only for now: its graph is derived from the session,"
+                " which a malicious server could grind; use protocol 'secagg' with"
+                " security='malicious'")
         try:
             self.parameters: GraphParameters | None = find_graph_parameters(
                 spec.n_clients, corrupt_fraction=corrupt_fraction,

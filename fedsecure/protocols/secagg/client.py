@@ -44,12 +44,14 @@ from fedsecure.errors import (
     UnexpectedMessage,
     UnsafeRequest,
 )
-from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir
+from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir, sign
 from fedsecure.kernels import pack, quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
     AddressedCiphertext,
     AdvertiseKeys,
+    ConsistencyCheck,
+    ConsistencySignature,
     EncryptedShares,
     ForwardedShares,
     KeyRoster,
@@ -71,18 +73,30 @@ from fedsecure.rng import bulk_uint32
 SEED_BYTES = 32
 
 
-class SecAggClient(PhasedClient):
-    HANDLERS = {
-        "advertised": {KeyRoster: "_on_key_roster"},
-        "shared": {ForwardedShares: "_on_forwarded_shares"},
-        "receipted": {OpenRequest: "_on_open_request", MaskingSet: "_on_masking_set"},
-        "opened": {MaskingSet: "_on_masking_set"},
-        "masked": {UnmaskRequest: "_on_unmask_request"},
-    }
+SEMI_HONEST_HANDLERS = {
+    "advertised": {KeyRoster: "_on_key_roster"},
+    "shared": {ForwardedShares: "_on_forwarded_shares"},
+    "receipted": {OpenRequest: "_on_open_request", MaskingSet: "_on_masking_set"},
+    "opened": {MaskingSet: "_on_masking_set"},
+    "masked": {UnmaskRequest: "_on_unmask_request"},
+}
+MALICIOUS_HANDLERS = {
+    **SEMI_HONEST_HANDLERS,
+    "masked": {ConsistencyCheck: "_on_consistency_check"},
+    "checked": {UnmaskRequest: "_on_unmask_request"},
+}
 
-    def __init__(self, aggregator, client_id: int, rng):
+
+class SecAggClient(PhasedClient):
+    HANDLERS = SEMI_HONEST_HANDLERS
+
+    def __init__(self, aggregator, client_id: int, rng, identity_key: bytes | None = None):
         super().__init__(aggregator, client_id)
         self.rng = rng
+        self.identity_key = identity_key
+        if aggregator.malicious:
+            self.HANDLERS = MALICIOUS_HANDLERS  # one more phase: the consistency check
+        self._signed_survivors: frozenset[int] | None = None
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
         self._encryption = self._masking = None
         self._roster: dict[int, tuple[bytes, bytes]] = {}
@@ -100,7 +114,9 @@ class SecAggClient(PhasedClient):
     def _begin(self) -> None:
         self._encryption = generate_keypair(self.rng)
         self._masking = generate_keypair(self.rng)
-        self._send(AdvertiseKeys(self._encryption.public, self._masking.public))
+        enc, mask = self._encryption.public, self._masking.public
+        self._send(AdvertiseKeys(enc, mask, self._sign(
+            masking.advertisement_message(self.context, self.party_id, enc, mask))))
         self._enter("advertised")
 
     # ------------------------------------------------------------------ handlers
@@ -111,6 +127,9 @@ class SecAggClient(PhasedClient):
             if entry.client not in holders or entry.client in roster:
                 raise MalformedMessage(f"roster entry for client {entry.client}", SERVER_ID)
             roster[entry.client] = (entry.encryption_public_key, entry.masking_public_key)
+            if self.agg.malicious:  # a key nobody registered, or a substituted one, is refused
+                self.agg.identities.check(entry.client, masking.advertisement_message(
+                    self.context, entry.client, *roster[entry.client]), entry.signature, SERVER_ID)
         if roster.get(self.party_id) != (self._encryption.public, self._masking.public):
             raise IntegrityError("roster does not carry our own public keys", SERVER_ID)
         if len(roster) < t:
@@ -145,8 +164,10 @@ class SecAggClient(PhasedClient):
             plaintext = masking.share_plaintext(self.party_id, holder, key_share, seed_share)
             key = masking.share_key(secret, self.party_id, holder, self.context)
             ad = masking.share_associated_data(self.context, self.party_id, holder)
-            sealed.append(AddressedCiphertext(holder, ephemeral.public,
-                                              seal(key, plaintext, ad, self.rng)))
+            ciphertext = seal(key, plaintext, ad, self.rng)
+            sealed.append(AddressedCiphertext(holder, ephemeral.public, ciphertext, self._sign(
+                masking.ciphertext_message(self.context, self.party_id, holder,
+                                           ephemeral.public, ciphertext))))
         commitment = masking.seed_commitment(self._seed, self.party_id, self.context)
         self._send(EncryptedShares(sealed, commitment))
         self._enter("shared")
@@ -159,6 +180,11 @@ class SecAggClient(PhasedClient):
             raise MalformedMessage("forwarded shares from unexpected or repeated senders", SERVER_ID)
         if len(senders) + 1 < t:
             raise InsufficientParticipants("forwarded shares", remaining=len(senders) + 1, threshold=t)
+        if self.agg.malicious:  # the server cannot alter a ciphertext to provoke a complaint
+            for item in body.shares:
+                self.agg.identities.check(item.peer, masking.ciphertext_message(
+                    self.context, item.peer, self.party_id, item.ephemeral_public_key,
+                    item.ciphertext), item.signature, SERVER_ID)
         secrets = agree_each(self._encryption.private,
                              [item.ephemeral_public_key for item in body.shares])
         complaints = []
@@ -174,8 +200,10 @@ class SecAggClient(PhasedClient):
                 self._emit(PeerIgnored(item.peer, str(exc), exc))
         self._senders = frozenset(senders)
         self._complained = frozenset(complaints)
-        self._send(ShareReceipt(complaints, self._roster_digest,
-                                masking.view_digest(self.context, body)))
+        forwarded = masking.view_digest(self.context, body)
+        self._send(ShareReceipt(complaints, self._roster_digest, forwarded, self._sign(
+            masking.receipt_message(self.context, self.party_id, complaints,
+                                    self._roster_digest, forwarded))))
         self._enter("receipted")
 
     def _on_open_request(self, body: OpenRequest) -> None:
@@ -185,6 +213,8 @@ class SecAggClient(PhasedClient):
         if len(accusers) >= self.agg.threshold:
             raise UnsafeRequest(f"asked to open {len(accusers)} shares; t = "
                                 f"{self.agg.threshold} would reveal our secrets", SERVER_ID)
+        if self.agg.malicious:
+            self._check_complaints(accusers, body.receipts)
         self._send(ShareOpenings([ShareOpening(v, self._ephemeral[v]) for v in sorted(accusers)]))
         self._enter("opened")
 
@@ -206,8 +236,40 @@ class SecAggClient(PhasedClient):
         self._send(MaskedInput(masked.tobytes(), masking.view_digest(self.context, body)))
         self._enter("masked")
 
+    def _on_consistency_check(self, body: ConsistencyCheck) -> None:
+        t = self.agg.threshold
+        survivors = frozenset(body.survivors)
+        if len(survivors) != len(body.survivors) or self.party_id not in survivors \
+                or not survivors <= self._u2:
+            raise MalformedMessage("survivor set with repeats, without us or outside U2", SERVER_ID)
+        if len(survivors) < t:
+            raise UnsafeRequest(f"only {len(survivors)} survivors, threshold is {t}", SERVER_ID)
+        self._signed_survivors = survivors
+        self._send(ConsistencySignature(self._sign(
+            masking.survivors_message(self.context, self.party_id, survivors))))
+        self._enter("checked")
+
+    def _check_survivor_signatures(self, body: UnmaskRequest) -> None:
+        """Malicious mode: unmask only the survivor set we signed, and only once t of its
+        members signed that same set (so no two honest clients act on different sets)."""
+        if set(body.survivors) != self._signed_survivors:
+            raise UnsafeRequest("unmask request names other survivors than the set we signed",
+                                SERVER_ID)
+        signers = [item.client for item in body.signatures]
+        if len(set(signers)) != len(signers) or not set(signers) <= self._signed_survivors:
+            raise MalformedMessage("survivor signatures from repeated or non-surviving clients",
+                                   SERVER_ID)
+        if len(signers) < self.agg.threshold:
+            raise UnsafeRequest(f"only {len(signers)} survivors signed the survivor set, threshold"
+                                f" is {self.agg.threshold}", SERVER_ID)
+        for item in body.signatures:
+            self.agg.identities.check(item.client, masking.survivors_message(
+                self.context, item.client, self._signed_survivors), item.signature, SERVER_ID)
+
     def _on_unmask_request(self, body: UnmaskRequest) -> None:
         t = self.agg.threshold
+        if self.agg.malicious:
+            self._check_survivor_signatures(body)
         survivors, dropped = set(body.survivors), set(body.dropped)
         if len(survivors) != len(body.survivors) or len(dropped) != len(body.dropped):
             raise MalformedMessage("repeated client in unmask request", SERVER_ID)
@@ -231,6 +293,23 @@ class SecAggClient(PhasedClient):
         self._finish(survivors)
 
     # ------------------------------------------------------------------ helpers
+    def _sign(self, message: bytes) -> bytes:
+        """Our identity signature of ``message`` in malicious mode; nothing otherwise."""
+        return sign(self.identity_key, message) if self.agg.malicious else b""
+
+    def _check_complaints(self, accusers, receipts) -> None:
+        """Malicious mode: open only for complaints the accusers really signed."""
+        by_accuser = {r.accuser: r for r in receipts}
+        if set(by_accuser) != set(accusers) or len(receipts) != len(accusers):
+            raise UnsafeRequest("open request without each accuser's signed receipt", SERVER_ID)
+        for accuser in accusers:
+            receipt = by_accuser[accuser]
+            if self.party_id not in receipt.complaints:
+                raise UnsafeRequest(f"client {accuser}'s receipt does not accuse us", SERVER_ID)
+            self.agg.identities.check(accuser, masking.receipt_message(
+                self.context, accuser, receipt.complaints, receipt.roster_digest,
+                receipt.forwarded_digest), receipt.signature, SERVER_ID)
+
     def _masked_input(self, peers) -> np.ndarray:
         fixed = self.agg.fixed_point
         vector, weight = self._input
@@ -248,6 +327,7 @@ class SecAggClient(PhasedClient):
 
     def _forget_secrets(self) -> None:
         self._encryption = self._masking = None
+        self.identity_key = None
         self._seed = b""
         self._own_shares = None
         self._ephemeral.clear()

@@ -103,3 +103,31 @@ def seed_commitment(seed: bytes, owner: int, context: bytes) -> bytes:
     """Binding commitment to a self-mask seed (checked after reconstruction)."""
     return hashlib.sha256(b"fedsecure/secagg/v1/seed-commitment" + context
                           + _U32.pack(owner) + seed).digest()
+
+
+# --------------------------------------------------------------------------- malicious mode
+# What a client signs with its identity key; each message binds the protocol, purpose,
+# session, round and the signer, so no signature can be replayed elsewhere.
+
+def _signed(purpose: bytes, context: bytes, signer: int, payload: bytes) -> bytes:
+    return b"fedsecure/secagg/v1/sign/" + purpose + b"\x00" + context + _U32.pack(signer) + payload
+
+
+def advertisement_message(context: bytes, client: int, encryption_key: bytes,
+                          masking_key: bytes) -> bytes:
+    return _signed(b"advertise", context, client, encryption_key + masking_key)
+
+
+def ciphertext_message(context: bytes, sender: int, recipient: int, ephemeral_key: bytes,
+                       ciphertext: bytes) -> bytes:
+    return _signed(b"share", context, sender, _U32.pack(recipient) + ephemeral_key + ciphertext)
+
+
+def receipt_message(context: bytes, client: int, complaints, roster_digest: bytes,
+                    forwarded_digest: bytes) -> bytes:
+    return _signed(b"receipt", context, client,
+                   msgspec.msgpack.encode(sorted(complaints)) + roster_digest + forwarded_digest)
+
+
+def survivors_message(context: bytes, client: int, survivors) -> bytes:
+    return _signed(b"survivors", context, client, msgspec.msgpack.encode(sorted(survivors)))

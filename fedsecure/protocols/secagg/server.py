@@ -45,6 +45,8 @@ from fedsecure.kernels import add_packed_into, dequantize, reduce_into
 from fedsecure.messages import (
     AddressedCiphertext,
     AdvertiseKeys,
+    ConsistencyCheck,
+    ConsistencySignature,
     EncryptedShares,
     ForwardedShares,
     KeyRoster,
@@ -54,6 +56,8 @@ from fedsecure.messages import (
     RosterEntry,
     ShareOpenings,
     ShareReceipt,
+    SignedReceipt,
+    SurvivorSignature,
     UnmaskRequest,
     UnmaskShares,
 )
@@ -72,6 +76,7 @@ class SecAggServer(PhasedServer):
         "collect_receipts": (ShareReceipt, "_check_receipt", "_close_receipts"),
         "collect_openings": (ShareOpenings, "_check_openings", "_close_openings"),
         "collect_masked": (MaskedInput, "_check_masked", "_close_masked"),
+        "collect_signatures": (ConsistencySignature, "_check_consistency", "_close_consistency"),
         "collect_unmask": (UnmaskShares, "_check_unmask", "_close_unmask"),
     }
 
@@ -95,6 +100,9 @@ class SecAggServer(PhasedServer):
 
     # ------------------------------------------------------------------ per-message checks
     def _check_keys(self, sender: int, body: AdvertiseKeys) -> AdvertiseKeys:
+        self._check_signed(sender, masking.advertisement_message(
+            self.context, sender, body.encryption_public_key, body.masking_public_key),
+            body.signature)
         for name, key in (("encryption", body.encryption_public_key),
                           ("masking", body.masking_public_key)):
             try:
@@ -108,6 +116,10 @@ class SecAggServer(PhasedServer):
         recipients = [item.peer for item in body.shares]
         if len(recipients) != len(expected) or set(recipients) != expected:
             raise MalformedMessage("shares must address each neighbour in U1 exactly once", sender)
+        for item in body.shares:
+            self._check_signed(sender, masking.ciphertext_message(
+                self.context, sender, item.peer, item.ephemeral_public_key, item.ciphertext),
+                item.signature)
         return body
 
     def _check_receipt(self, sender: int, body: ShareReceipt) -> ShareReceipt:
@@ -118,6 +130,9 @@ class SecAggServer(PhasedServer):
             raise IntegrityError("the shares it received differ from those forwarded", sender)
         if len(set(body.complaints)) != len(body.complaints) or not set(body.complaints) <= senders:
             raise MalformedMessage("complaint about a client that sent it no share", sender)
+        self._check_signed(sender, masking.receipt_message(
+            self.context, sender, body.complaints, body.roster_digest, body.forwarded_digest),
+            body.signature)
         return body
 
     def _check_openings(self, sender: int, body: ShareOpenings) -> None:
@@ -178,7 +193,7 @@ class SecAggServer(PhasedServer):
     def _close_keys(self, answered: dict) -> None:
         self._keys = answered
         self._require(len(answered), "advertised keys")
-        entries = {c: RosterEntry(c, k.encryption_public_key, k.masking_public_key)
+        entries = {c: RosterEntry(c, k.encryption_public_key, k.masking_public_key, k.signature)
                    for c, k in answered.items()}
         graph = self.agg.graph
         self._send_views(answered, lambda c: (tuple(sorted(graph.share_holders(c) & entries.keys())),),
@@ -194,8 +209,8 @@ class SecAggServer(PhasedServer):
         for sender in sorted(answered):
             for item in answered[sender].shares:
                 if item.peer in answered:
-                    forwarded[item.peer].append(
-                        AddressedCiphertext(sender, item.ephemeral_public_key, item.ciphertext))
+                    forwarded[item.peer].append(AddressedCiphertext(
+                        sender, item.ephemeral_public_key, item.ciphertext, item.signature))
         for client in sorted(answered):
             body = ForwardedShares(forwarded[client])
             senders = frozenset(item.peer for item in body.shares)
@@ -215,7 +230,11 @@ class SecAggServer(PhasedServer):
             self._send_masking_set(answered)
             return
         for accused, accusers in sorted(accusations.items()):
-            self._send(accused, OpenRequest(sorted(accusers)))
+            receipts = [SignedReceipt(a, r.complaints, r.roster_digest, r.forwarded_digest,
+                                      r.signature)
+                        for a, r in sorted((a, answered[a]) for a in accusers)]
+            self._send(accused, OpenRequest(sorted(accusers),
+                                            receipts if self.agg.malicious else []))
         self._pending_u2 = set(answered)
         self._next_phase("collect_openings", accusations)
 
@@ -241,12 +260,30 @@ class SecAggServer(PhasedServer):
         self._require(len(survivors), "sent masked input")
         self._survivors = survivors
         self._unmask_dropped = sorted(set(self._u2) - set(survivors))
-        alive, gone, graph = set(survivors), set(self._unmask_dropped), self.agg.graph
-        self._send_views(survivors, lambda c: (tuple(sorted(graph.share_holders(c) & alive)),
-                                               tuple(sorted(graph.neighbours(c) & gone))),
-                         lambda view: UnmaskRequest(list(view[0]), list(view[1])),
+        if not self.agg.malicious:
+            self._send_unmask_requests(survivors, [])
+            return
+        for client in survivors:  # malicious mode: every survivor signs U3 first
+            self._send(client, ConsistencyCheck(survivors))
+        self._next_phase("collect_signatures", survivors)
+
+    def _check_consistency(self, sender: int, body: ConsistencySignature) -> bytes:
+        self._check_signed(sender, masking.survivors_message(self.context, sender,
+                                                             self._survivors), body.signature)
+        return body.signature
+
+    def _close_consistency(self, answered: dict) -> None:
+        self._require(len(answered), "signed the survivor set")
+        signatures = [SurvivorSignature(c, sig) for c, sig in sorted(answered.items())]
+        self._send_unmask_requests(sorted(answered), signatures)
+
+    def _send_unmask_requests(self, recipients, signatures) -> None:
+        alive, gone, graph = set(self._survivors), set(self._unmask_dropped), self.agg.graph
+        self._send_views(recipients, lambda c: (tuple(sorted(graph.share_holders(c) & alive)),
+                                                tuple(sorted(graph.neighbours(c) & gone))),
+                         lambda view: UnmaskRequest(list(view[0]), list(view[1]), signatures),
                          self._digests)
-        self._next_phase("collect_unmask", survivors)
+        self._next_phase("collect_unmask", recipients)
 
     def _send_views(self, clients, view_of, build, digests: dict[int, bytes]) -> None:
         """Send each client the message ``build(view_of(client))`` — the part of the round's
@@ -379,5 +416,10 @@ class SecAggServer(PhasedServer):
                                   f" {count} survivors can sum to): a client sent out-of-range words")
 
     # ------------------------------------------------------------------ helpers
+    def _check_signed(self, sender: int, message: bytes, signature: bytes) -> None:
+        """Malicious mode: IntegrityError (so ``sender`` is dropped) unless it signed it."""
+        if self.agg.malicious:
+            self.agg.identities.check(sender, message, signature, sender)
+
     def _require(self, count: int, what: str) -> None:
         super()._require(count, what, self.agg.min_survivors)
