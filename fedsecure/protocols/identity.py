@@ -64,5 +64,7 @@ class StaticRegistry(IdentityRegistry):
         except KeyError:
             raise IntegrityError(f"client {client} has no registered identity key") from None
 
-    def covers(self, clients) -> bool:
-        return set(clients) <= self._keys.keys()
+    @property
+    def registered(self) -> dict[int, bytes]:
+        """Client id -> public key, for everyone registered (public information)."""
+        return dict(self._keys)

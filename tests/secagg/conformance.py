@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedsecure.hazmat import generate_signing_key
 from fedsecure.protocols.base import AggregationSpec
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
@@ -34,23 +35,37 @@ CASES = {
         "faults": [],
         "hostile": {"3": "false_complaints"},
     },
+    "five_clients_malicious_mode_drop_before_consistency_check": {
+        "seed": "fedsecure-secagg-vector-4",
+        "faults": [[2, "ConsistencySignature"]],
+        "security": "malicious",
+        "threshold": 4,
+    },
 }
 PARAMETERS = {"n_clients": 5, "vector_length": 6, "max_weight": 3, "clip": 1.0,
               "scale_bits": 8, "threshold": 3, "round": 7,
               "session": "000102030405060708090a0b0c0d0e0f"}
 
 
-def run_case(seed: str, faults, parameters=PARAMETERS, hostile=None):
+def run_case(seed: str, faults, parameters=PARAMETERS, hostile=None, security="semi-honest",
+             threshold=None):
     """Run the round a vector describes; returns (inputs, report, aggregator).  ``hostile``
-    maps client ids (strings) to a behaviour name of ``tests.hostile``."""
+    maps client ids (strings) to a behaviour name of ``tests.hostile``; in malicious mode the
+    identity keys are Ed25519 seeds drawn from DeterministicRandom(seed + "/identities")."""
     p = parameters
+    options = {}
+    if security == "malicious":
+        keys = DeterministicRandom(seed + "/identities")
+        pairs = {c: generate_signing_key(keys) for c in range(1, p["n_clients"] + 1)}
+        options = {"security": security, "identities": {c: k.public for c, k in pairs.items()},
+                   "identity_keys": {c: k.private for c, k in pairs.items()}}
     spec = AggregationSpec(n_clients=p["n_clients"], vector_length=p["vector_length"],
                            max_weight=p["max_weight"], clip=p["clip"],
                            session=bytes.fromhex(p["session"]), round=p["round"])
     aggregator = HostileSecAgg(spec, hostile={int(c): BEHAVIOURS[b] for c, b in
                                               (hostile or {}).items()},
-                               scale_bits=p["scale_bits"], threshold=p["threshold"],
-                               rng=DeterministicRandom(seed))
+                               scale_bits=p["scale_bits"], threshold=threshold or p["threshold"],
+                               rng=DeterministicRandom(seed), **options)
     grid = DeterministicRandom(seed + "/inputs")
     limit = int(p["clip"] * 2 ** p["scale_bits"])
     inputs = {}
@@ -65,7 +80,9 @@ def run_case(seed: str, faults, parameters=PARAMETERS, hostile=None):
 
 def build_vector(name: str) -> dict:
     case = CASES[name]
-    inputs, report, aggregator = run_case(case["seed"], case["faults"], hostile=case.get("hostile"))
+    inputs, report, aggregator = run_case(case["seed"], case["faults"], hostile=case.get("hostile"),
+                                          security=case.get("security", "semi-honest"),
+                                          threshold=case.get("threshold"))
     result = report.result
     return {
         "protocol": "secagg",
@@ -79,6 +96,10 @@ def build_vector(name: str) -> dict:
         "inputs": {str(c): {"vector": v.tolist(), "weight": w} for c, (v, w) in inputs.items()},
         "faults": [{"kind": "silent", "party": c, "before": tag} for c, tag in case["faults"]],
         "hostile": case.get("hostile", {}),
+        "security": case.get("security", "semi-honest"),
+        "identities": {str(c): k.hex() for c, k in
+                       (aggregator.identities.registered.items() if aggregator.malicious else ())},
+        "threshold": case.get("threshold", PARAMETERS["threshold"]),
         "transcript": [{"from": s, "to": r, "hex": data.hex()} for s, r, data in report.transcript],
         "result": {
             "survivors": list(result.survivors),

@@ -22,7 +22,8 @@ def test_transcript_replays_byte_for_byte(path):
     vector = json.loads(path.read_text())
     faults = [(f["party"], f["before"]) for f in vector["faults"]]
     inputs, report, _ = run_case(vector["seed"], faults, vector["parameters"],
-                                 vector.get("hostile"))
+                                 vector.get("hostile"), vector.get("security", "semi-honest"),
+                                 vector.get("threshold"))
     for c, (v, w) in inputs.items():
         assert v.tolist() == vector["inputs"][str(c)]["vector"]
         assert w == vector["inputs"][str(c)]["weight"]
