@@ -16,14 +16,17 @@ from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
 from tests.hostile import BEHAVIOURS, HostileSecAgg
 from tests.secagg.helpers import CLIENT_TAGS, SESSION, exact_sum, grid_inputs
+from tests.secagg.malicious_helpers import make_malicious
 
 
 class Abort(Exception):
     """The model says: fewer than t remain here."""
 
 
-def expected_outcome(n, t, hostile, silent):
-    """(U3, corrupted shares, responders) by the protocol's rules, or raises Abort."""
+def expected_outcome(n, t, hostile, silent, malicious=False):
+    """(U3, corrupted shares, responders) by the protocol's rules, or raises Abort.  In
+    malicious mode a rewritten message no longer matches its sender's signature, so garbage
+    shares and false complaints are refused where they arrive."""
     def at(tag):
         return {c for c, s in silent.items() if s == tag}
 
@@ -34,8 +37,8 @@ def expected_outcome(n, t, hostile, silent):
 
     of = {name: {c for c, b in hostile.items() if b == name} for name in BEHAVIOURS}
     u1 = need(set(range(1, n + 1)) - at("AdvertiseKeys") - of["low_order_keys"])
-    u2a = need(u1 - at("EncryptedShares"))
-    receipts = need(u2a - at("ShareReceipt"))
+    u2a = need(u1 - at("EncryptedShares") - (of["garbage_shares"] if malicious else set()))
+    receipts = need(u2a - at("ShareReceipt") - (of["false_complaints"] if malicious else set()))
     accusers = {c: set() for c in receipts}
     for g in of["garbage_shares"] & u2a:
         for victim in sorted(u1 - {g})[:2]:
@@ -57,33 +60,48 @@ def expected_outcome(n, t, hostile, silent):
         dropped |= by - victims  # their complaints are refuted
     u2 = need(receipts - dropped)
     u3 = need(u2 - at("MaskedInput") - of["oversized_input"])
-    responders = need(u3 - at("UnmaskShares"))
+    signers = need(u3 - at("ConsistencySignature")) if malicious else u3
+    responders = need(signers - at("UnmaskShares"))
     return sorted(u3), len(responders & of["corrupt_unmask_share"]), len(responders)
 
 
 @st.composite
-def scenarios(draw):
+def scenarios(draw, malicious=False):
     n = draw(st.integers(4, 12))
-    t = draw(st.integers(n // 2 + 1, n))
+    t = draw(st.integers((2 * n // 3 if malicious else n // 2) + 1, n))
     bad = draw(st.lists(st.integers(1, n), unique=True, max_size=n - t))
     hostile = {c: draw(st.sampled_from(sorted(BEHAVIOURS))) for c in bad}
-    silent = draw(st.dictionaries(st.integers(1, n), st.sampled_from(CLIENT_TAGS),
-                                  max_size=n // 2))
+    tags = CLIENT_TAGS + (("ConsistencySignature",) if malicious else ())
+    silent = draw(st.dictionaries(st.integers(1, n), st.sampled_from(tags), max_size=n // 2))
     return n, t, hostile, silent, draw(st.integers(0, 2**32))
 
 
 @settings(max_examples=40, deadline=None)
 @given(scenarios())
 def test_hostile_clients_only_drop_themselves(scenario):
+    check_scenario(scenario, malicious=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(scenarios(malicious=True))
+def test_hostile_clients_only_drop_themselves_in_malicious_mode(scenario):
+    check_scenario(scenario, malicious=True)
+
+
+def check_scenario(scenario, malicious):
     n, t, hostile, silent, seed = scenario
-    spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
-    aggregator = HostileSecAgg(spec, hostile={c: BEHAVIOURS[b] for c, b in hostile.items()},
-                               scale_bits=8, threshold=t, rng=DeterministicRandom(seed))
+    behaviours = {c: BEHAVIOURS[b] for c, b in hostile.items()}
+    if malicious:
+        aggregator = make_malicious(n, seed=seed, hostile=behaviours, threshold=t)
+    else:
+        spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
+        aggregator = HostileSecAgg(spec, hostile=behaviours, scale_bits=8, threshold=t,
+                                   rng=DeterministicRandom(seed))
     inputs = grid_inputs(aggregator, seed)
     report = simulate_round(aggregator, inputs,
                             faults=[Silent(c, tag) for c, tag in silent.items()])
     try:
-        survivors, corrupted, responders = expected_outcome(n, t, hostile, silent)
+        survivors, corrupted, responders = expected_outcome(n, t, hostile, silent, malicious)
     except Abort:
         assert isinstance(report.error, InsufficientParticipants), report.error
         return
