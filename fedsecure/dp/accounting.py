@@ -25,6 +25,7 @@ whose event would push epsilon above the budget -- before the round runs.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -113,7 +114,9 @@ def epsilon_of(events: list, delta: float, kind: str = "rdp") -> float:
         accountant = rdp_privacy_accountant.RdpAccountant(list(RDP_ORDERS))
     else:
         accountant = pld_privacy_accountant.PLDAccountant()
-    composed = dp_event.ComposedDpEvent(list(events))
+    counts = Counter(events)  # composition commutes: equal events are composed as one power
+    composed = dp_event.ComposedDpEvent(
+        [e if c == 1 else dp_event.SelfComposedDpEvent(e, c) for e, c in counts.items()])
     if not accountant.supports(composed):
         raise ConfigurationError(f"accountant={kind!r}: cannot account {composed}; use 'rdp'")
     accountant.compose(composed)
