@@ -13,16 +13,17 @@ clipping to ``clip_norm`` = C; the result's ``total_weight`` is the number of su
   C + 10 sigma so the inner protocol carries the noisy values (a post-processing step).
 * ``central`` -- the server adds N(0, (z C)^2) to the decoded sum: (epsilon, delta)-DP for
   adding or removing one client (sensitivity C), trusting the aggregator.
-* ``distributed`` -- after Kairouz, Liu and Steinke (ICML 2021): each client rotates its clipped
-  update with the public randomized Hadamard rotation (:mod:`.rotation`), scales it by
-  1/gamma with gamma = C / (resolution sqrt(d')), rounds it conditionally to an integer vector
-  of L2 norm <= Delta_2 (:mod:`.rounding`) and adds an exact discrete Gaussian share
-  N_Z(0, s) (:mod:`.sampling`) *before* the inner protocol quantizes and masks it.  The inner
-  protocol is run with ``scale_bits=0``: its stochastic rounding q = floor(v + u/2^32), u <
-  2^32, returns every integer |v| < 2^21 unchanged (v + u/2^32 is exact in float64), so the
-  masked ring carries exactly the noisy integers.  The server decodes the integer sum and maps
-  it back with gamma and the inverse rotation; nobody, the server included, sees a sum with
-  less than the full noise.
+* ``distributed`` -- after Kairouz, Liu and Steinke (ICML 2021): each client rotates its
+  clipped update with the public randomized Hadamard rotation (:mod:`.rotation`), scales it by
+  1/gamma with gamma = C / (resolution sqrt(d')) -- ``resolution`` integer steps for a typical
+  coordinate, by default the finest (at most 64) whose shares fit the exact sampler -- rounds
+  it conditionally to an integer vector of L2 norm <= Delta_2 (:mod:`.rounding`) and adds an
+  exact discrete Gaussian share N_Z(0, s) (:mod:`.sampling`) *before* the inner protocol
+  quantizes and masks it. The inner protocol is run with ``scale_bits=0``: its stochastic
+  rounding q = floor(v + u/2^32), u < 2^32, returns every integer |v| < 2^21 unchanged (v +
+  u/2^32 is exact in float64), so the masked ring carries exactly the noisy integers. The
+  server decodes the integer sum and maps it back with gamma and the inverse rotation; nobody,
+  the server included, sees a sum with less than the full noise.
 
 Noise sizing and dropouts (distributed): s = ceil((z Delta_2)^2 / m) with m =
 ``spec.min_clients``, the fewest survivors with which the inner round may finish, so any
@@ -70,6 +71,7 @@ from fedsecure.rng import DEFAULT_RNG, RandomSource
 
 PLACEMENTS = ("local", "central", "distributed")
 TAIL_PROBABILITY = 1e-12
+MAX_RESOLUTION = 64.0
 EXACT_INTEGER_BOUND = 2**21  # SecAgg's quantizer keeps integers below this unchanged
 
 
@@ -255,17 +257,29 @@ class CentralDPAggregator(DPAggregator):
 class DistributedDPAggregator(DPAggregator):
     placement = "distributed"
 
-    def __init__(self, spec: AggregationSpec, *, resolution: float = 64.0,
+    def __init__(self, spec: AggregationSpec, *, resolution: float | None = None,
                  rounding_beta: float = 1e-3, **kwargs):
-        require(math.isfinite(resolution) and resolution > 0, "resolution", resolution,
-                "must be a finite number > 0 (integer steps per typical coordinate)")
-        self.resolution, self.rounding_beta = float(resolution), rounding_beta
+        require(resolution is None or (math.isfinite(resolution) and resolution > 0),
+                "resolution", resolution, "must be a finite number > 0 (integer steps per"
+                " typical coordinate), or None for the finest that fits")
+        self.resolution, self.rounding_beta = resolution, rounding_beta
         super().__init__(spec, **kwargs)
+
+    def _finest_resolution(self) -> float:
+        """The largest resolution (at most MAX_RESOLUTION) whose shares fit the exact sampler:
+        (z Delta_2)^2 / m <= 2^24 with Delta_2 <= (resolution + 1) sqrt(d')."""
+        fits = math.sqrt(MAX_VARIANCE * self.spec.min_clients) / (
+            self.noise_multiplier * math.sqrt(self.padded)) - 1
+        return min(MAX_RESOLUTION, 0.99 * fits)
 
     def _configure(self) -> None:
         n, d = self.spec.n_clients, self.spec.vector_length
         self.padded = padded_length(d)
         self.rotation = HadamardRotation(d, rotation_seed(self.session, self.spec.round))
+        if self.resolution is None:
+            self.resolution = self._finest_resolution()
+            require(self.resolution > 0, "noise_multiplier", self.noise_multiplier,
+                    f"is too large for {self.spec.min_clients} shares of the exact sampler")
         self.granularity = self.clip_norm / (self.resolution * math.sqrt(self.padded))
         self.l2_bound = rounded_l2_bound(self.clip_norm / self.granularity, self.padded,
                                          self.rounding_beta)
