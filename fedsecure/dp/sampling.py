@@ -106,28 +106,41 @@ def discrete_gaussian(rng: RandomSource, variance: int, size: int) -> np.ndarray
     s = int(variance)
     t = math.isqrt(s) + 1
     out = np.empty(size, dtype=np.int64)
-    todo = np.arange(size)
-    while todo.size:
-        y = _discrete_laplace(rng, t, todo.size)
+    filled = 0
+    while filled < size:
+        y = _discrete_laplace(rng, t, _oversampled(size - filled))
         a = np.abs(y) * t
         keep = a < _MAX_Y_TIMES_T
         diff = a[keep] - s
-        accept = np.zeros(todo.size, dtype=bool)
+        accept = np.zeros(y.size, dtype=bool)
         accept[np.flatnonzero(keep)] = bernoulli_exp(rng, diff * diff, np.int64(2 * s * t * t))
-        out[todo[accept]] = y[accept]
-        todo = todo[~accept]
+        filled = _take(out, filled, y[accept])
     return out
+
+
+def _oversampled(needed: int) -> int:
+    """Candidates to draw for ``needed`` accepted values (acceptance is above 1/2 in every
+    rejection step here), so that one pass usually suffices."""
+    return 2 * needed + 32
+
+
+def _take(out: np.ndarray, filled: int, accepted: np.ndarray) -> int:
+    """Append the first accepted candidates, in draw order, to ``out[filled:]``.  Choosing by
+    position among iid accepted draws keeps them iid with the target distribution."""
+    count = min(out.size - filled, accepted.size)
+    out[filled: filled + count] = accepted[:count]
+    return filled + count
 
 
 def _discrete_laplace(rng: RandomSource, t: int, size: int) -> np.ndarray:
     """Discrete Laplace with P(y) proportional to exp(-|y| / t) (CKS 2020, Algorithm 2)."""
     out = np.empty(size, dtype=np.int64)
-    todo = np.arange(size)
+    filled = 0
     tt = np.int64(t)
-    while todo.size:
-        u = uniform_below(rng, np.full(todo.size, tt))
-        ok = bernoulli_exp(rng, u, tt)
-        u = u[ok]
+    while filled < size:
+        count = _oversampled(size - filled)
+        u = uniform_below(rng, np.full(count, tt))
+        u = u[bernoulli_exp(rng, u, tt)]
         v = np.zeros(u.size, dtype=np.int64)
         running = np.ones(u.size, dtype=bool)
         while np.any(running):  # V = number of Bernoulli(exp(-1)) successes before a failure
@@ -140,11 +153,7 @@ def _discrete_laplace(rng: RandomSource, t: int, size: int) -> np.ndarray:
         negative = bernoulli_ratio(rng, np.ones(x.size, dtype=np.int64),
                                    np.full(x.size, 2, dtype=np.int64))
         valid = ~(negative & (x == 0))
-        placed = todo[np.flatnonzero(ok)[valid]]
-        out[placed] = np.where(negative, -x, x)[valid]
-        done = np.zeros(todo.size, dtype=bool)
-        done[np.flatnonzero(ok)[valid]] = True
-        todo = todo[~done]
+        filled = _take(out, filled, np.where(negative, -x, x)[valid])
     return out
 
 
