@@ -14,7 +14,8 @@ it would overspend (e.g. a run extended with ``--resume --rounds``); after the r
 the event actually reached (distributed: with the clients that really survived), and the
 cumulative epsilon goes into the metrics row.  An aborted round releases nothing, except under
 local DP, where each client's noised update left the client anyway.  Resuming replays the
-budget from the saved rows.  Client sampling is seeded (reproducible, hence not secret), so no
+budget from the saved rows, with the noise multiplier the run was calibrated with (extending a
+finished run with ``--resume --rounds`` therefore stops at the first round beyond the budget).  Client sampling is seeded (reproducible, hence not secret), so no
 amplification by sampling is claimed.
 """
 
@@ -36,9 +37,12 @@ class DPRounds:
         self.fed, cfg = fed, fed.config
         self.n = cfg.clients_per_round
         self.d = sum(p.numel() for p in fed.model.parameters())
-        self.noise_multiplier = calibrate_noise_multiplier(
-            cfg.epsilon, cfg.delta, cfg.rounds,
-            lambda z: self._plan(noise_multiplier=z).planned_event)
+        if metrics:  # resumed: keep the noise the run was calibrated with
+            self.noise_multiplier = float(metrics[0]["noise_multiplier"])
+        else:
+            self.noise_multiplier = calibrate_noise_multiplier(
+                cfg.epsilon, cfg.delta, cfg.rounds,
+                lambda z: self._plan(noise_multiplier=z).planned_event)
         self.budget = PrivacyBudget(cfg.epsilon, cfg.delta)
         plan = self._plan()
         for row in metrics:
