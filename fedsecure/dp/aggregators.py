@@ -75,7 +75,36 @@ MAX_RESOLUTION = 64.0
 EXACT_INTEGER_BOUND = 2**21  # SecAgg's quantizer keeps integers below this unchanged
 
 
-class _ClientWrapper(ClientParty):
+class _Delegating:
+    """The sans-I/O surface of a party, forwarded to the wrapped ``inner`` party."""
+
+    inner: ClientParty | ServerParty
+
+    @property
+    def phase(self) -> str:
+        return self.inner.phase
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def receive(self, envelope) -> None:
+        self.inner.receive(envelope)
+
+    def messages_to_send(self) -> list:
+        return self.inner.messages_to_send()
+
+    def next_event(self):
+        return self.inner.next_event()
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    def peer_failed(self, peer, error) -> None:
+        self.inner.peer_failed(peer, error)
+
+
+class _ClientWrapper(_Delegating, ClientParty):
     """An inner client whose input is transformed by ``encode`` first."""
 
     def __init__(self, inner: ClientParty, length: int, encode: Callable[[np.ndarray], np.ndarray]):
@@ -84,10 +113,6 @@ class _ClientWrapper(ClientParty):
         self.party_id = inner.party_id
         self.encoded: np.ndarray | None = None  # what this client handed the inner protocol
 
-    @property
-    def phase(self) -> str:
-        return self.inner.phase
-
     def set_input(self, vector, weight: int = 1) -> None:
         if weight != 1:
             raise InvalidInput(f"weight={weight!r}: DP aggregation is unweighted (each clipped"
@@ -95,55 +120,13 @@ class _ClientWrapper(ClientParty):
         self.encoded = self._encode(validate_vector(vector, self._length))
         self.inner.set_input(self.encoded, 1)
 
-    def start(self) -> None:
-        self.inner.start()
 
-    def receive(self, envelope) -> None:
-        self.inner.receive(envelope)
-
-    def messages_to_send(self) -> list:
-        return self.inner.messages_to_send()
-
-    def next_event(self):
-        return self.inner.next_event()
-
-    @property
-    def done(self) -> bool:
-        return self.inner.done
-
-    def peer_failed(self, peer, error) -> None:
-        self.inner.peer_failed(peer, error)
-
-
-class _ServerWrapper(ServerParty):
+class _ServerWrapper(_Delegating, ServerParty):
     """An inner server whose result is transformed by ``decode``."""
 
     def __init__(self, inner: ServerParty, decode: Callable[[AggregateResult], AggregateResult]):
         super().__init__()
         self.inner, self._decode = inner, decode
-
-    @property
-    def phase(self) -> str:
-        return self.inner.phase
-
-    def start(self) -> None:
-        self.inner.start()
-
-    def receive(self, envelope) -> None:
-        self.inner.receive(envelope)
-
-    def messages_to_send(self) -> list:
-        return self.inner.messages_to_send()
-
-    def next_event(self):
-        return self.inner.next_event()
-
-    @property
-    def done(self) -> bool:
-        return self.inner.done
-
-    def peer_failed(self, peer, error) -> None:
-        self.inner.peer_failed(peer, error)
 
     @property
     def ready_for_next_round(self) -> bool:
