@@ -12,8 +12,11 @@ code path as ``fedsecure train --dp ...`` -- for each epsilon, placement and see
 * ``local``       -- plaintext aggregation of locally noised updates (contrast);
 * ``none``        -- no DP (one run per seed), the ceiling.
 
-Each row is the mean (and spread) of the final test accuracy over the seeds; results go to
-``benchmarks/results/dp_privacy_utility.json`` and the plot to ``docs/dp_privacy_utility.png``.
+First, for each epsilon, one round of central and of distributed DP over the same clipped
+inputs measures the noise each really adds to the sum (they should match). Then each row is
+the mean (and spread) of the final test accuracy over the seeds; results go to
+``benchmarks/results/dp_privacy_utility.json`` and the plot to
+``docs/dp_privacy_utility.png``.
 Noise comes from the OS CSPRNG, so reruns differ by the noise; the seeds fix data and training.
 """
 
@@ -26,8 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+from fedsecure.dp import calibrate_noise_multiplier, l2_clip, make_dp_aggregator
 from fedsecure.fl import loop
 from fedsecure.fl.config import TrainConfig
+from fedsecure.protocols.base import AggregationSpec
+from fedsecure.runtime.simulation import simulate_round
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = {"central": "plaintext", "local": "plaintext", "distributed": "secagg",
@@ -49,6 +57,23 @@ def run_one(placement: str, epsilon: float | None, seed: int, args, folder: Path
             "accuracy": final["accuracy"], "epsilon_spent": final["epsilon"],
             "noise_multiplier": final.get("noise_multiplier"),
             "seconds": time.perf_counter() - began}
+
+
+def noise_check(args, epsilon: float) -> dict:
+    """The noise one round actually adds to the sum, central vs distributed, at ``epsilon``:
+    the same clipped inputs through both, the error's standard deviation per coordinate."""
+    spec = AggregationSpec(n_clients=args.clients, vector_length=650, min_clients=args.clients)
+    z = calibrate_noise_multiplier(epsilon, args.delta, args.rounds)
+    data = np.random.default_rng(0)  # update values only; noise comes from the CSPRNG
+    inputs = {c: (l2_clip(data.normal(size=650), args.clip_norm), 1) for c in spec.client_ids}
+    exact = sum(v for v, _ in inputs.values())
+    out = {"epsilon": epsilon, "noise_multiplier": z, "target_stddev": z * args.clip_norm}
+    for placement, protocol in (("central", "plaintext"), ("distributed", "secagg")):
+        aggregator = make_dp_aggregator(placement, spec, protocol=protocol,
+                                        clip_norm=args.clip_norm, noise_multiplier=z)
+        result = simulate_round(aggregator, inputs).result
+        out[f"{placement}_stddev"] = float(np.std(result.weighted_sum - exact))
+    return out
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -73,6 +98,17 @@ def table(summary: list[dict], epsilons: list[float]) -> str:
     if ("none", None) in by:
         s = by[("none", None)]
         lines.append(f"| no DP | {100 * s['mean']:.1f} ± {100 * s['spread']:.1f} | | | |")
+    return "\n".join(lines)
+
+
+def noise_table(noise: list[dict]) -> str:
+    lines = ["| epsilon | z | target sigma of the sum | central, measured | distributed, measured |"
+             " ratio |", "|---|---|---|---|---|---|"]
+    for row in noise:
+        lines.append(f"| {row['epsilon']:g} | {row['noise_multiplier']:.3f} |"
+                     f" {row['target_stddev']:.4f} | {row['central_stddev']:.4f} |"
+                     f" {row['distributed_stddev']:.4f} |"
+                     f" {row['distributed_stddev'] / row['central_stddev']:.4f} |")
     return "\n".join(lines)
 
 
@@ -114,6 +150,9 @@ def main() -> None:
                         default=ROOT / "benchmarks/results/dp_privacy_utility.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/dp_privacy_utility.png")
     args = parser.parse_args()
+    noise = [noise_check(args, e) for e in args.epsilons]
+    for row in noise:
+        print(json.dumps(row), flush=True)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         jobs = [("none", None, s) for s in range(args.seeds)] + [
@@ -123,9 +162,11 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             summary = summarize(rows)
             args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
-                                            "runs": rows, "summary": summary}, indent=2) + "\n")
+                                            "noise": noise, "runs": rows,
+                                            "summary": summary}, indent=2) + "\n")
     plot(summary, args.plot)
     print(table(summary, args.epsilons))
+    print(noise_table(noise))
 
 
 if __name__ == "__main__":

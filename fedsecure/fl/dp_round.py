@@ -12,11 +12,12 @@ Per round: the :class:`~fedsecure.dp.PrivacyBudget` first checks the round's pla
 case) event and raises :class:`~fedsecure.errors.PrivacyBudgetExceeded` before any training if
 it would overspend (e.g. a run extended with ``--resume --rounds``); after the round it spends
 the event actually reached (distributed: with the clients that really survived), and the
-cumulative epsilon goes into the metrics row.  An aborted round releases nothing, except under
-local DP, where each client's noised update left the client anyway.  Resuming replays the
+cumulative epsilon goes into the metrics row. An aborted round releases nothing, except under
+local DP, where each client's noised update left the client anyway. Resuming replays the
 budget from the saved rows, with the noise multiplier the run was calibrated with (extending a
-finished run with ``--resume --rounds`` therefore stops at the first round beyond the budget).  Client sampling is seeded (reproducible, hence not secret), so no
-amplification by sampling is claimed.
+finished run with ``--resume --rounds`` therefore stops at the first round beyond the budget).
+Client sampling is seeded (reproducible, hence not secret), so no amplification by sampling is
+claimed.
 """
 
 from __future__ import annotations
