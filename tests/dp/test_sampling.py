@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +112,10 @@ def test_samplers_draw_only_from_the_injected_source():
     b = discrete_gaussian(DeterministicRandom("same"), 9, 1000)
     c = discrete_gaussian(DeterministicRandom("other"), 9, 1000)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_dp_never_uses_numpy_generators():
+    package = Path(__file__).resolve().parents[2] / "fedsecure" / "dp"
+    pattern = re.compile(r"RandomState|default_rng|np\.random|numpy\.random")
+    offenders = [str(p) for p in package.rglob("*.py") if pattern.search(p.read_text())]
+    assert not offenders
