@@ -4,8 +4,8 @@ Run:   PYTHONPATH=. pytest benchmarks/bench_dp.py --benchmark-only
 Each round case (n clients, d coordinates, all inside SecAgg) times one whole simulated round
 -- clipping, rotation, rounding and noise sampling included, what a training round pays -- and
 records in ``extra_info`` the wall time of a plain SecAgg round measured in the same test
-(after a warm-up round) and the ratio.  The sampler cases time the exact discrete Gaussian next to the floating-point
-Gaussian for the same number of values.
+(after a warm-up round) and the ratio.  The sampler cases time the exact discrete Gaussian
+next to the floating-point Gaussian for the same number of values.
 """
 
 from __future__ import annotations
