@@ -17,7 +17,7 @@ LAYERS = {
     "hazmat": 1,
     "kernels": 2,
     "messages": 3,
-    "protocols": 4,
+    "protocols": 4, "dp": 4,
     "transport": 5, "runtime": 5,
     "fl": 6,
     "cli": 7, "__main__": 7, "__init__": 7,

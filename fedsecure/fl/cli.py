@@ -47,6 +47,10 @@ FLAGS = (
     ("--threads", "threads", int, "torch CPU threads (default 1; 0 keeps torch's default)"),
     ("--run-dir", "run_dir", str, "run directory (default runs/train-<timestamp>)"),
     ("--personalize-epochs", "personalize_epochs", int, "fine-tuning epochs (default 2)"),
+    ("--dp", "dp", str, "differential privacy: local, central or distributed (docs/dp.md)"),
+    ("--epsilon", "epsilon", float, "DP target epsilon over all rounds (with --dp)"),
+    ("--delta", "delta", float, "DP target delta (default 1e-5)"),
+    ("--clip-norm", "clip_norm", float, "DP: L2 clip of each client's delta (default 1.0)"),
 )
 
 # switch -> (TrainConfig field, help); given, it sets the field to true
@@ -83,6 +87,24 @@ def _overrides(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
+<<<<<<< HEAD
+=======
+def format_round(row: dict, rounds: int) -> str:
+    """One progress line: round, accuracy, loss, bytes, seconds per phase (and epsilon spent
+    under DP)."""
+    phases = " ".join(f"{name} {seconds:.2f}s" for name, seconds in row["phase_seconds"].items()
+                      if seconds >= 0.005)
+    status = f"  ABORTED: {row['aborted']}" if row["aborted"] else ""
+    privacy = "" if row.get("epsilon") is None else f"  epsilon {row['epsilon']:.3f}"
+    return (f"round {row['round']:>3}/{rounds}  acc {100 * row['accuracy']:6.2f}%"
+            f"  loss {row['loss']:.4f}  {row['bytes'] / 1e6:8.3f} MB"
+            f"  train {row['seconds_train']:.2f}s  aggregate {row['seconds_aggregate']:.2f}s"
+            f"  clipped {100 * row['clipped_fraction']:.2f}%"
+            f"{privacy}"
+            f"{'  [' + phases + ']' if phases else ''}{status}")
+
+
+>>>>>>> dp
 def run(args) -> int:
     try:
         from fedsecure.fl import loop
@@ -140,6 +162,9 @@ def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
         if not quiet:
             print(f"{_heading(config)}; rank 0 is the server, ranks 1..{config.clients} the"
                   " clients", flush=True)
+
+    require(config.dp is None, "dp", config.dp, "is not available with --mpi yet; train in one"
+            " process (without --mpi)")
 
     def rank_part():
         outcome, result = train_mpi(config, on_start=start, on_round=progress)

@@ -29,6 +29,8 @@ from fedsecure.fl.model import MODELS
 from fedsecure.fl.server import sampled_per_round
 from fedsecure.protocols.base import available_protocols
 
+DP_PLACEMENTS = ("local", "central", "distributed")  # fedsecure.dp.PLACEMENTS
+DISTRIBUTED_DP_PROTOCOLS = ("secagg", "secaggplus")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -69,8 +71,14 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     mu: float = 0.0
-    # differential privacy: a target epsilon, refused until DP training lands
+    # differential privacy (docs/dp.md): placement, target (epsilon, delta) over all rounds,
+    # L2 clip of each delta; dp_survivors: the fraction of a round's clients the distributed
+    # noise is sized for (unset: the protocol's threshold, a strict majority)
+    dp: str | None = None
     epsilon: float | None = None
+    delta: float = 1e-5
+    clip_norm: float = 1.0
+    dp_survivors: float | None = None
     # run
     seed: int = 0
     device: str = "auto"
@@ -124,10 +132,7 @@ class TrainConfig:
                 self.momentum, "must be a number in [0, 1)")
         require(_is_number(self.mu) and self.mu >= 0, "mu", self.mu,
                 "must be a number >= 0 (0 is FedAvg, > 0 FedProx)")
-        require(self.epsilon is None or (_is_number(self.epsilon) and self.epsilon > 0),
-                "epsilon", self.epsilon, "must be a number > 0, or unset")
-        require(self.epsilon is None, "epsilon", self.epsilon,
-                "differentially private training is not available yet; leave epsilon unset")
+        self._check_dp()
         require(_is_int(self.seed) and self.seed >= 0, "seed", self.seed,
                 "must be an integer >= 0")
         require(isinstance(self.device, str) and DEVICE_PATTERN.match(self.device) is not None,
@@ -140,6 +145,24 @@ class TrainConfig:
                 "must be true or false")
         require(_is_int(self.personalize_epochs) and self.personalize_epochs >= 1,
                 "personalize_epochs", self.personalize_epochs, "must be an integer >= 1")
+
+    def _check_dp(self) -> None:
+        require(self.dp is None or self.dp in DP_PLACEMENTS, "dp", self.dp,
+                f"must be one of {list(DP_PLACEMENTS)}, or unset")
+        require(self.epsilon is None or (_is_number(self.epsilon) and self.epsilon > 0),
+                "epsilon", self.epsilon, "must be a number > 0, or unset")
+        require((self.dp is None) == (self.epsilon is None), "epsilon", self.epsilon,
+                "is the target of DP training: give both --dp and --epsilon, or neither")
+        require(_is_number(self.delta) and 0 < self.delta < 1, "delta", self.delta,
+                "must be a number in (0, 1)")
+        require(_is_number(self.clip_norm) and self.clip_norm > 0, "clip_norm", self.clip_norm,
+                "must be a number > 0 (L2 bound on each delta)")
+        require(self.dp_survivors is None or (_is_number(self.dp_survivors)
+                                              and 0 < self.dp_survivors <= 1),
+                "dp_survivors", self.dp_survivors, "must be a fraction in (0, 1], or unset")
+        require(self.dp != "distributed" or self.protocol in DISTRIBUTED_DP_PROTOCOLS, "protocol",
+                self.protocol, f"distributed DP needs secure aggregation: one of"
+                f" {list(DISTRIBUTED_DP_PROTOCOLS)}")
 
     @property
     def clients_per_round(self) -> int:
@@ -154,7 +177,7 @@ class TrainConfig:
                     f"unknown option in {source}; known options: {sorted(known)}")
         values = dict(values)
         for name in ("test_fraction", "alpha", "fraction", "clip", "lr", "momentum", "mu",
-                     "deadline_s", "epsilon"):
+                     "deadline_s", "epsilon", "delta", "clip_norm", "dp_survivors"):
             if _is_int(values.get(name)):
                 values[name] = float(values[name])
         return cls(**values)

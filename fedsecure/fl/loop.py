@@ -112,6 +112,16 @@ def run_round(fed: Federation, round_index: int, *,
                         seconds_aggregate=time.perf_counter() - trained)
 
 
+def round_player(fed: Federation, metrics: list[dict], aggregate: AggregateFn) -> RoundFn:
+    """The round function of a run: DP rounds (:mod:`fedsecure.fl.dp_round`) when
+    ``config.dp`` is set, else :func:`run_round`."""
+    if fed.config.dp is None:
+        return lambda f, r: run_round(f, r, aggregate=aggregate)
+    from fedsecure.fl.dp_round import DPRounds
+
+    return DPRounds(fed, metrics).play
+
+
 def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
                  stragglers: list[int], outcome: RoundAggregate,
                  losses: list[tuple[int, float]], seconds_train: float,
@@ -174,8 +184,7 @@ def train(config: TrainConfig, *, aggregate: AggregateFn = secure_aggregate,
     lines ``fedsecure train`` prints.  Aborted rounds are rows with ``aborted`` set (see
     :func:`fedsecure.fl.report.run_failure`); they do not raise."""
     fed = prepare(claim_run_dir(config))
-    return run_rounds(fed, [], play=lambda f, r: run_round(f, r, aggregate=aggregate),
-                      on_round=on_round)
+    return run_rounds(fed, [], play=round_player(fed, [], aggregate), on_round=on_round)
 
 
 def resume(run_dir: str | Path, *, rounds: int | None = None, device: str | None = None,
@@ -196,7 +205,7 @@ def resume(run_dir: str | Path, *, rounds: int | None = None, device: str | None
     fed = prepare(config)
     fed.model.load_state_dict(checkpoint["model"])
     return run_rounds(fed, checkpoint["metrics"],
-                      play=lambda f, r: run_round(f, r, aggregate=aggregate), on_round=on_round)
+                      play=round_player(fed, checkpoint["metrics"], aggregate), on_round=on_round)
 
 
 def run_rounds(fed: Federation, metrics: list[dict], *, play: RoundFn,

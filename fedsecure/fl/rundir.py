@@ -194,8 +194,19 @@ def plot_metrics(path: Path, rows: Sequence[dict]) -> None:
     accuracy, loss = figure.subplots(1, 2)
     accuracy.plot(rounds, [100 * row["accuracy"] for row in rows], marker="o")
     accuracy.set(xlabel="round", ylabel="test accuracy (%)", title="accuracy")
+    _plot_epsilon(accuracy, rounds, [row.get("epsilon") for row in rows])
     loss.plot(rounds, [row["loss"] for row in rows], marker="o", color="tab:red")
     loss.set(xlabel="round", ylabel="test loss", title="loss")
     for axes in (accuracy, loss):
         axes.grid(alpha=0.3)
     _replace_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
+
+
+def _plot_epsilon(axes, rounds: list[int], epsilons: list) -> None:
+    """Under DP training, the cumulative epsilon on a second y axis of ``axes``."""
+    if all(e is None for e in epsilons):
+        return
+    privacy = axes.twinx()
+    privacy.plot(rounds, epsilons, marker=".", color="tab:green", label="epsilon")
+    privacy.set_ylabel("epsilon spent", color="tab:green")
+    axes.set_title("accuracy and privacy spent")

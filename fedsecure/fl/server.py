@@ -20,7 +20,7 @@ import numpy as np
 
 from fedsecure.errors import ProtocolAborted
 from fedsecure.fl.client import LocalUpdate
-from fedsecure.protocols.base import AggregateResult, AggregationSpec, make_aggregator
+from fedsecure.protocols.base import AggregateResult, AggregationSpec, Aggregator, make_aggregator
 from fedsecure.runtime.driver import Deadlines
 from fedsecure.runtime.faults import ANY_MESSAGE, Delay
 from fedsecure.runtime.simulation import simulate_round
@@ -45,15 +45,17 @@ whose messages arrive after the deadline."""
 
 def secure_aggregate(protocol: str, spec: AggregationSpec,
                      inputs: Mapping[int, tuple[np.ndarray, int]], *, options: Mapping,
-                     deadline_s: float | None,
-                     stragglers: Sequence[int] = ()) -> AggregationReport:
+                     deadline_s: float | None, stragglers: Sequence[int] = (),
+                     build: Callable[..., Aggregator] = make_aggregator) -> AggregationReport:
     """Run one round of ``protocol`` over ``inputs`` with the in-process simulation driver.
+
+    ``build(protocol, spec, **options)`` makes the aggregator (e.g. a DP wrapper around it).
 
     ``deadline_s`` bounds each collection phase (clients that miss it are dropped as
     stragglers); None keeps the driver's default.  Every message of a client in
     ``stragglers`` is delayed past the deadline, so the server cuts it off.
     """
-    aggregator = make_aggregator(protocol, spec, **options)
+    aggregator = build(protocol, spec, **options)
     deadlines = Deadlines() if deadline_s is None else Deadlines(default_s=deadline_s)
     late = [Delay(rid, ANY_MESSAGE, 2 * deadlines.default_s) for rid in stragglers]
     report = simulate_round(aggregator, dict(inputs), deadlines=deadlines, faults=late)

@@ -1,0 +1,322 @@
+"""Differential privacy placements as wrappers around any :class:`Aggregator`.
+
+Theory of operation.  A DP aggregator builds an *inner* aggregator (plaintext, SecAgg, CKKS, ...)
+through :func:`~fedsecure.protocols.base.make_aggregator` and wraps its parties: the client
+wrapper transforms the vector before ``set_input`` hands it to the inner client, the server
+wrapper transforms the inner ``result()``.  The inner protocol is untouched.  Every client's
+update counts once (weight 1: DP-FedAvg's unweighted sum, McMahan et al., ICLR 2018), after L2
+clipping to ``clip_norm`` = C; the result's ``total_weight`` is the number of survivors.
+
+* ``local`` -- each client releases clip(x) + N(0, (2 z C)^2): its output alone is (epsilon,
+  delta)-DP against everyone, the server included, for any change of that client's update
+  (replacement: L2 sensitivity 2C).  The inner spec's per-coordinate clip is widened to
+  C + 10 sigma so the inner protocol carries the noisy values (a post-processing step).
+* ``central`` -- the server adds N(0, (z C)^2) to the decoded sum: (epsilon, delta)-DP for
+  adding or removing one client (sensitivity C), trusting the aggregator.
+* ``distributed`` -- after Kairouz, Liu and Steinke (ICML 2021): each client rotates its
+  clipped update with the public randomized Hadamard rotation (:mod:`.rotation`), scales it by
+  1/gamma with gamma = C / (resolution sqrt(d')) -- ``resolution`` integer steps for a typical
+  coordinate, by default the finest (at most 64) whose shares fit the exact sampler -- rounds
+  it conditionally to an integer vector of L2 norm <= Delta_2 (:mod:`.rounding`) and adds an
+  exact discrete Gaussian share N_Z(0, s) (:mod:`.sampling`) *before* the inner protocol
+  quantizes and masks it. The inner protocol is run with ``scale_bits=0``: its stochastic
+  rounding q = floor(v + u/2^32), u < 2^32, returns every integer |v| < 2^21 unchanged (v +
+  u/2^32 is exact in float64), so the masked ring carries exactly the noisy integers. The
+  server decodes the integer sum and maps it back with gamma and the inverse rotation; nobody,
+  the server included, sees a sum with less than the full noise.
+
+Noise sizing and dropouts (distributed): s = ceil((z Delta_2)^2 / m) with m =
+``spec.min_clients``, the fewest survivors with which the inner round may finish, so any
+surviving set carries at least the planned noise; :meth:`DPAggregator.privacy_event` accounts a
+round with the number of clients that actually survived (more survivors, more noise, smaller
+epsilon).
+
+No wrap-around, by construction: each client's noisy integers are bounded per coordinate by
+B = floor(Delta_2) + ceil(sqrt(2 s ln(2 n d' / beta))), beta = 1e-12: the rounded part is at most
+Delta_2 (an L2 bound bounds each coordinate) and, the discrete Gaussian being s-subgaussian
+(Canonne, Kamath and Steinke 2020, Proposition 25), some noise coordinate of some client
+exceeds the rest with probability <= beta per round; the inner spec's per-coordinate ``clip``
+is B, so the inner quantizer clamps that rare excess and the inner :class:`FixedPoint` sizes
+the ring for n (B + 1) -- the check SecAgg already performs, which refuses any ring that could
+wrap.  The clamp event (probability <= beta) is outside the guarantee: the accounted delta
+grows by at most (1 + e^epsilon) beta per round.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import abstractmethod
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from fedsecure.config import require
+from fedsecure.dp import accounting
+from fedsecure.dp.clipping import l2_clip
+from fedsecure.dp.rotation import HadamardRotation, padded_length, rotation_seed
+from fedsecure.dp.rounding import conditional_round, rounded_l1_bound, rounded_l2_bound
+from fedsecure.dp.sampling import MAX_VARIANCE, discrete_gaussian, gaussian
+from fedsecure.errors import ConfigurationError, InvalidInput
+from fedsecure.protocols.base import (
+    AggregateResult,
+    AggregationSpec,
+    Aggregator,
+    ClientParty,
+    ServerParty,
+    make_aggregator,
+    validate_vector,
+)
+from fedsecure.rng import DEFAULT_RNG, RandomSource
+
+PLACEMENTS = ("local", "central", "distributed")
+TAIL_PROBABILITY = 1e-12
+MAX_RESOLUTION = 64.0
+EXACT_INTEGER_BOUND = 2**21  # SecAgg's quantizer keeps integers below this unchanged
+
+
+class _Delegating:
+    """The sans-I/O surface of a party, forwarded to the wrapped ``inner`` party."""
+
+    inner: ClientParty | ServerParty
+
+    @property
+    def phase(self) -> str:
+        return self.inner.phase
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def receive(self, envelope) -> None:
+        self.inner.receive(envelope)
+
+    def messages_to_send(self) -> list:
+        return self.inner.messages_to_send()
+
+    def next_event(self):
+        return self.inner.next_event()
+
+    @property
+    def done(self) -> bool:
+        return self.inner.done
+
+    def peer_failed(self, peer, error) -> None:
+        self.inner.peer_failed(peer, error)
+
+
+class _ClientWrapper(_Delegating, ClientParty):
+    """An inner client whose input is transformed by ``encode`` first."""
+
+    def __init__(self, inner: ClientParty, length: int, encode: Callable[[np.ndarray], np.ndarray]):
+        super().__init__()
+        self.inner, self._length, self._encode = inner, length, encode
+        self.party_id = inner.party_id
+        self.encoded: np.ndarray | None = None  # what this client handed the inner protocol
+
+    def set_input(self, vector, weight: int = 1) -> None:
+        if weight != 1:
+            raise InvalidInput(f"weight={weight!r}: DP aggregation is unweighted (each clipped"
+                               " update counts once); pass weight 1")
+        self.encoded = self._encode(validate_vector(vector, self._length))
+        self.inner.set_input(self.encoded, 1)
+
+
+class _ServerWrapper(_Delegating, ServerParty):
+    """An inner server whose result is transformed by ``decode``."""
+
+    def __init__(self, inner: ServerParty, decode: Callable[[AggregateResult], AggregateResult]):
+        super().__init__()
+        self.inner, self._decode = inner, decode
+
+    @property
+    def ready_for_next_round(self) -> bool:
+        return self.inner.ready_for_next_round
+
+    @property
+    def deadline_phase(self):
+        return self.inner.deadline_phase
+
+    def proceed_to_next_round(self) -> None:
+        self.inner.proceed_to_next_round()
+
+    @property
+    def aborted(self):
+        return self.inner.aborted
+
+    def result(self) -> AggregateResult:
+        return self._decode(self.inner.result())
+
+
+class DPAggregator(Aggregator):
+    """Common part of the three placements (see the module docstring)."""
+
+    placement: str
+
+    def __init__(self, spec: AggregationSpec, *, protocol: str = "secagg",
+                 protocol_options: Mapping | None = None, clip_norm: float = 1.0,
+                 noise_multiplier: float, rng: RandomSource = DEFAULT_RNG):
+        super().__init__(spec, rng=rng)
+        require(math.isfinite(clip_norm) and clip_norm > 0, "clip_norm", clip_norm,
+                "must be a finite number > 0")
+        require(math.isfinite(noise_multiplier) and noise_multiplier > 0, "noise_multiplier",
+                noise_multiplier, "must be a finite number > 0")
+        self.clip_norm, self.noise_multiplier = float(clip_norm), float(noise_multiplier)
+        self.protocol = protocol
+        self._configure()
+        inner_spec = dataclasses.replace(self._inner_spec(), session=self.session)
+        self.inner = make_aggregator(protocol, inner_spec, rng=rng,
+                                     **self._inner_options(dict(protocol_options or {})))
+
+    def _configure(self) -> None:
+        """Derive the placement's parameters (before the inner aggregator is built)."""
+
+    def _inner_spec(self) -> AggregationSpec:
+        return dataclasses.replace(self.spec, max_weight=1, clip=self.clip_norm)
+
+    def _inner_options(self, options: dict) -> dict:
+        return options
+
+    def client(self, client_id: int, *, rng: RandomSource | None = None) -> ClientParty:
+        self.check_client_id(client_id)
+        rng = rng or self.rng
+        return _ClientWrapper(self.inner.client(client_id, rng=rng), self.spec.vector_length,
+                              lambda x: self._encode(x, rng))
+
+    def server(self, *, rng: RandomSource | None = None) -> ServerParty:
+        rng = rng or self.rng
+        return _ServerWrapper(self.inner.server(rng=rng), lambda r: self._decode(r, rng))
+
+    def _encode(self, x: np.ndarray, rng: RandomSource) -> np.ndarray:
+        return l2_clip(x, self.clip_norm)
+
+    def _decode(self, result: AggregateResult, rng: RandomSource) -> AggregateResult:
+        return dataclasses.replace(result, total_weight=float(len(result.survivors)))
+
+    @property
+    def quantization_error(self) -> float:
+        return self.inner.quantization_error
+
+    @abstractmethod
+    def privacy_event(self, n_survivors: int):
+        """The dp_accounting event of one round in which ``n_survivors`` clients survived."""
+
+    @property
+    def planned_event(self):
+        """The event of the worst round the spec allows (``min_clients`` survivors)."""
+        return self.privacy_event(self.spec.min_clients)
+
+
+class LocalDPAggregator(DPAggregator):
+    placement = "local"
+
+    def _configure(self) -> None:
+        self.stddev = self.noise_multiplier * 2 * self.clip_norm
+
+    def _inner_spec(self) -> AggregationSpec:
+        return dataclasses.replace(self.spec, max_weight=1,
+                                   clip=self.clip_norm + 10 * self.stddev)
+
+    def _encode(self, x, rng):
+        return l2_clip(x, self.clip_norm) + gaussian(rng, self.stddev, x.size)
+
+    def privacy_event(self, n_survivors: int):
+        return accounting.gaussian_event(self.noise_multiplier)
+
+
+class CentralDPAggregator(DPAggregator):
+    placement = "central"
+
+    def _configure(self) -> None:
+        self.stddev = self.noise_multiplier * self.clip_norm
+
+    def _decode(self, result, rng):
+        noisy = result.weighted_sum + gaussian(rng, self.stddev, result.weighted_sum.size)
+        return dataclasses.replace(super()._decode(result, rng), weighted_sum=noisy)
+
+    def privacy_event(self, n_survivors: int):
+        return accounting.gaussian_event(self.noise_multiplier)
+
+
+class DistributedDPAggregator(DPAggregator):
+    placement = "distributed"
+
+    def __init__(self, spec: AggregationSpec, *, resolution: float | None = None,
+                 rounding_beta: float = 1e-3, **kwargs):
+        require(resolution is None or (math.isfinite(resolution) and resolution > 0),
+                "resolution", resolution, "must be a finite number > 0 (integer steps per"
+                " typical coordinate), or None for the finest that fits")
+        self.resolution, self.rounding_beta = resolution, rounding_beta
+        super().__init__(spec, **kwargs)
+
+    def _finest_resolution(self) -> float:
+        """The largest resolution (at most MAX_RESOLUTION) whose shares fit the exact sampler:
+        (z Delta_2)^2 / m <= 2^24 with Delta_2 <= (resolution + 1) sqrt(d')."""
+        fits = math.sqrt(MAX_VARIANCE * self.spec.min_clients) / (
+            self.noise_multiplier * math.sqrt(self.padded)) - 1
+        return min(MAX_RESOLUTION, 0.99 * fits)
+
+    def _configure(self) -> None:
+        n, d = self.spec.n_clients, self.spec.vector_length
+        self.padded = padded_length(d)
+        self.rotation = HadamardRotation(d, rotation_seed(self.session, self.spec.round))
+        if self.resolution is None:
+            self.resolution = self._finest_resolution()
+            require(self.resolution > 0, "noise_multiplier", self.noise_multiplier,
+                    f"is too large for {self.spec.min_clients} shares of the exact sampler")
+        self.granularity = self.clip_norm / (self.resolution * math.sqrt(self.padded))
+        self.l2_bound = rounded_l2_bound(self.clip_norm / self.granularity, self.padded,
+                                         self.rounding_beta)
+        self.l1_bound = rounded_l1_bound(self.l2_bound, self.padded)
+        target = (self.noise_multiplier * self.l2_bound) ** 2
+        self.local_variance = math.ceil(target / self.spec.min_clients)
+        require(self.local_variance <= MAX_VARIANCE, "noise_multiplier", self.noise_multiplier,
+                f"needs a per-client variance {self.local_variance} > 2^24 integer units:"
+                " lower resolution")
+        tail = math.sqrt(2 * self.local_variance * math.log(2 * n * self.padded / TAIL_PROBABILITY))
+        self.coordinate_bound = math.floor(self.l2_bound) + math.ceil(tail)
+        require(self.coordinate_bound < EXACT_INTEGER_BOUND, "resolution", self.resolution,
+                f"gives per-coordinate integers up to {self.coordinate_bound} >= 2^21: lower"
+                " resolution or noise_multiplier")
+
+    def _inner_spec(self) -> AggregationSpec:
+        return dataclasses.replace(self.spec, vector_length=self.padded, max_weight=1,
+                                   clip=float(self.coordinate_bound))
+
+    def _inner_options(self, options: dict) -> dict:
+        if options.get("scale_bits", 0) != 0:
+            raise ConfigurationError(f"scale_bits={options['scale_bits']!r}: distributed DP"
+                                     " hands the inner protocol integers; it runs with 0")
+        return {**options, "scale_bits": 0}
+
+    def _encode(self, x, rng):
+        scaled = self.rotation.forward(l2_clip(x, self.clip_norm)) / self.granularity
+        rounded = conditional_round(rng, scaled, self.l2_bound)
+        return (rounded + discrete_gaussian(rng, self.local_variance, self.padded)).astype(
+            np.float64)
+
+    def _decode(self, result, rng):
+        estimate = self.rotation.inverse(result.weighted_sum * self.granularity)
+        return dataclasses.replace(super()._decode(result, rng), weighted_sum=estimate)
+
+    def privacy_event(self, n_survivors: int):
+        return accounting.distributed_discrete_gaussian_event(
+            l2_bound=self.l2_bound, l1_bound=self.l1_bound, local_variance=self.local_variance,
+            n_survivors=n_survivors, dim=self.padded)
+
+    @property
+    def quantization_error(self) -> float:
+        return self.granularity
+
+
+_CLASSES = {"local": LocalDPAggregator, "central": CentralDPAggregator,
+            "distributed": DistributedDPAggregator}
+
+
+def make_dp_aggregator(placement: str, spec: AggregationSpec, **options) -> DPAggregator:
+    """The DP aggregator of ``placement`` (local, central, distributed) over ``spec``.
+
+    ``options``: ``protocol`` (inner protocol name), ``protocol_options``, ``clip_norm``,
+    ``noise_multiplier``, ``rng``; distributed also ``resolution`` and ``rounding_beta``.
+    """
+    require(placement in PLACEMENTS, "dp", placement, f"must be one of {PLACEMENTS}")
+    return _CLASSES[placement](spec, **options)
