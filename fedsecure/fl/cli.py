@@ -43,6 +43,21 @@ FLAGS = (
     ("--run-dir", "run_dir", str, "run directory (default runs/train-<timestamp>)"),
     ("--personalize-epochs", "personalize_epochs", int, "fine-tuning epochs (default 2)"),
 )
+# Byzantine robustness and attack simulation (docs/robust.md)
+ROBUST_FLAGS = (
+    ("--robust", "robust", str, "robust rule, e.g. median, trimmed-mean, krum, multi-krum,"
+     " bulyan, norm-bound, centered-clipping, geometric-median (default: plain mean)"),
+    ("--robust-f", "robust_f", int, "Byzantine inputs the rule withstands (default: the"
+     " malicious clients a round can hold)"),
+    ("--robust-groups", "robust_groups", int, "run the rule across this many securely"
+     " aggregated groups (needed with a secure --protocol)"),
+    ("--robust-max-norm", "robust_max_norm", float, "per-client L2 bound, checked on each"
+     " group's masked sum (with --robust-groups)"),
+    ("--attack", "attack", str, "simulate an attack: sign-flip, scaling, gaussian, alie, ipm,"
+     " label-flip, backdoor"),
+    ("--malicious", "malicious", float, "fraction of clients that are malicious (with --attack)"),
+)
+FLAGS = FLAGS + ROBUST_FLAGS
 
 
 def register(subparsers) -> None:
@@ -78,7 +93,19 @@ def format_round(row: dict, rounds: int) -> str:
             f"  loss {row['loss']:.4f}  {row['bytes'] / 1e6:8.3f} MB"
             f"  train {row['seconds_train']:.2f}s  aggregate {row['seconds_aggregate']:.2f}s"
             f"  clipped {100 * row['clipped_fraction']:.2f}%"
-            f"{'  [' + phases + ']' if phases else ''}{status}")
+            f"{'  [' + phases + ']' if phases else ''}{_robust_status(row)}{status}")
+
+
+def _robust_status(row: dict) -> str:
+    """The robust rule's verdict of a round, for the progress line ('' without a rule)."""
+    report = row.get("robust")
+    if not report:
+        return ""
+    text = (f"  {report['rule']}: rejected {report['rejected']}"
+            f" down-weighted {report['downweighted']}")
+    if "backdoor_success" in row:
+        text += f"  backdoor {100 * row['backdoor_success']:.1f}%"
+    return text
 
 
 def run(args) -> int:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from fedsecure.config import require
-from fedsecure.fl import rundir
+from fedsecure.fl import robust_round, rundir
 from fedsecure.fl.client import LocalUpdate, resolve_device, train_local
 from fedsecure.fl.config import TrainConfig
 from fedsecure.fl.data import Dataset, load_dataset, partition
@@ -46,8 +46,14 @@ from fedsecure.fl.server import (
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
 
 PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE, PURPOSE_STRAGGLE = 0, 1, 2, 3
+PURPOSE_ATTACK = 4
 RESUMABLE_CHANGES = ("rounds", "device")
 """The options a resumed run may change; everything else comes from the checkpoint."""
+
+
+def attack_seed(cfg: TrainConfig) -> int:
+    """The seed of a run's malicious client set and data poisoning."""
+    return derived_seed(cfg.seed, 0, PURPOSE_ATTACK)
 
 
 def derived_seed(seed: int, round_index: int, purpose: int, client: int | None = None) -> int:
@@ -89,15 +95,17 @@ def prepare(config: TrainConfig) -> Federation:
                         hidden=config.hidden, seed=config.seed).to(device)
     # Build the aggregator of the most demanding round this run can have (largest weight):
     # bad protocol options or a fixed-point ring that would overflow fail here.
-    make_aggregator(config.protocol, AggregationSpec(
+    protocol, options = robust_round.aggregation(config)
+    make_aggregator(protocol, AggregationSpec(
         n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
-        max_weight=max(len(p) for p in parts), clip=config.clip), **config.protocol_options)
+        max_weight=max(len(p) for p in parts), clip=config.clip), **options)
     x = torch.from_numpy(dataset.x_train).to(device)
     y = torch.from_numpy(dataset.y_train).to(device)
     return Federation(
         config=config, device=device, dataset=dataset, parts=parts,
-        client_data=[(x[torch.from_numpy(p).to(device)], y[torch.from_numpy(p).to(device)])
-                     for p in parts],
+        client_data=robust_round.poison_client_data(
+            config, [(x[torch.from_numpy(p).to(device)], y[torch.from_numpy(p).to(device)])
+                     for p in parts], dataset.n_classes, attack_seed(config)),
         x_test=torch.from_numpy(dataset.x_test).to(device),
         y_test=torch.from_numpy(dataset.y_test).to(device),
         model=model,
@@ -136,12 +144,15 @@ def run_round(fed: Federation, round_index: int, *,
     sampler = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_SAMPLE))
     sampled = sample_clients(cfg.clients, cfg.fraction, sampler)
     began = time.perf_counter()
-    updates = [(client, local_update(fed, round_index, client)) for client in sampled]
+    updates = robust_round.attack_updates(
+        cfg, [(client, local_update(fed, round_index, client)) for client in sampled],
+        seed=attack_seed(cfg), round_seed=derived_seed(cfg.seed, round_index, PURPOSE_ATTACK))
     trained = time.perf_counter()
     straggle = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_STRAGGLE))
     stragglers = sorted(int(c) for c in straggle.choice(
         sampled, size=int(round(cfg.stragglers * len(sampled))), replace=False))
-    outcome = aggregate_round(updates, protocol=cfg.protocol, options=cfg.protocol_options,
+    protocol, options = robust_round.aggregation(cfg)
+    outcome = aggregate_round(updates, protocol=protocol, options=options,
                               clip=cfg.clip, round_index=round_index,
                               deadline_s=cfg.deadline_s, stragglers=stragglers,
                               aggregate=aggregate)
@@ -181,6 +192,8 @@ def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
         "seconds_aggregate": seconds_aggregate,
         "seconds_eval": time.perf_counter() - began,
         "phase_seconds": outcome.phase_seconds,
+        "robust": outcome.robust,
+        **robust_round.round_metrics(fed, sampled, seed=attack_seed(fed.config)),
     }
 
 

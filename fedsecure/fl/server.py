@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedsecure.fl.client import LocalUpdate
+from fedsecure.fl.robust_round import robust_report
 from fedsecure.protocols.base import AggregateResult, AggregationSpec, make_aggregator
 from fedsecure.runtime.driver import Deadlines
 from fedsecure.runtime.faults import ANY_MESSAGE, Delay
@@ -87,6 +88,7 @@ class RoundAggregate:
     phase_seconds: dict[str, float]
     bytes_total: int
     quantization_error: float
+    robust: dict | None = None  # the robust rule's verdicts (fl.robust_round.robust_report)
 
 
 def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
@@ -124,4 +126,5 @@ def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str
         phase_seconds=report.phase_seconds,
         bytes_total=report.bytes_total,
         quantization_error=report.quantization_error,
+        robust=robust_report(result, clients),
     )

@@ -4,7 +4,7 @@ Bulyan (El Mhamdi et al., ICML'18, §4).
 Krum scores each update by the sum of its squared distances to its n - f - 2 nearest
 neighbours and picks the lowest score; with n > 2f + 2 the pick is provably close to the honest
 mean.  Multi-Krum averages the m best-scored updates (default m = n - f).  Bulyan runs Krum
-(scoring against max(1, pool - f - 2) neighbours) n - 2f times, each time moving the pick from
+(scoring against max(2, pool - f - 2) neighbours) n - 2f times, each time moving the pick from
 the pool to a selection set of theta = n - 2f updates, then aggregates each coordinate as the
 mean of the beta = theta - 2f selected values closest to their median; it needs n >= 4f + 3.
 
@@ -30,16 +30,18 @@ def pairwise_sq_distances(x: np.ndarray) -> np.ndarray:
     return d2
 
 
-def krum_scores(d2: np.ndarray, f: int, pool: np.ndarray | None = None) -> np.ndarray:
-    """Each pool member's sum of squared distances to its max(1, n_pool - f - 2) nearest
-    other members (inf for rows outside the pool)."""
+def krum_scores(d2: np.ndarray, k: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """Each pool member's sum of squared distances to its k nearest other members (inf for
+    rows outside the pool); Krum's k is n - f - 2."""
     n = d2.shape[0]
     pool = np.ones(n, dtype=bool) if pool is None else pool
     members = np.flatnonzero(pool)
     sub = d2[np.ix_(members, members)]
     np.fill_diagonal(sub, np.inf)
-    k = max(1, len(members) - f - 2)
     scores = np.full(n, np.inf)
+    if k == 0:
+        scores[members] = 0.0
+        return scores
     scores[members] = np.partition(sub, k - 1, axis=1)[:, :k].sum(axis=1)
     return scores
 
@@ -63,7 +65,7 @@ class Krum(Rule):
 
     def _aggregate(self, x):
         n = x.shape[0]
-        scores = krum_scores(pairwise_sq_distances(x), self.f)
+        scores = krum_scores(pairwise_sq_distances(x), n - self.f - 2)
         chosen = np.argsort(scores, kind="stable")[:self.m]
         shares = np.zeros(n)
         shares[chosen] = 1.0 / len(chosen)
@@ -112,8 +114,10 @@ class Bulyan(Rule):
         pool = np.ones(n, dtype=bool)
         selected = []
         for _ in range(theta):
-            # Krum on what is left (the last picks score against at least one neighbour)
-            pick = int(np.argmin(krum_scores(d2, f, pool)))
+            # Krum on what is left; the last picks, where pool - f - 2 < 2, score against two
+            # neighbours (one would tie every pair of mutual nearest neighbours) or all left
+            left = int(pool.sum())
+            pick = int(np.argmin(krum_scores(d2, min(left - 1, max(2, left - f - 2)), pool)))
             selected.append(pick)
             pool[pick] = False
         chosen = np.array(selected)
