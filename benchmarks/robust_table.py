@@ -65,8 +65,11 @@ def cell_config(defence: dict, attack: str, fraction: float, *, clients: int, ro
         return f"refused: {exc}"
 
 
-def run_cell(cfg: TrainConfig) -> dict:
-    fed = loop.prepare(cfg)
+def run_cell(cfg: TrainConfig) -> dict | str:
+    try:
+        fed = loop.prepare(cfg)
+    except ConfigurationError as exc:
+        return f"refused: {exc}"
     for round_index in range(1, cfg.rounds + 1):
         row = loop.run_round(fed, round_index)
     return {"accuracy": row["accuracy"], "backdoor_success": row.get("backdoor_success"),

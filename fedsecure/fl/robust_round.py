@@ -75,8 +75,8 @@ def check_config(cfg) -> None:
 
 def assumed_f(cfg) -> int | None:
     """``robust_f``, else the malicious clients a round can hold (capped by the groups), else
-    None (the protocol's default: the most the rule withstands)."""
-    if cfg.robust_f is not None or cfg.malicious == 0:
+    None (the protocol's default: the most the rule withstands; 0 for the mean)."""
+    if cfg.robust_f is not None or cfg.malicious == 0 or not RULES[cfg.robust].per_update:
         return cfg.robust_f
     count = math.ceil(cfg.malicious * cfg.clients_per_round - 1e-9)
     return count if cfg.robust_groups is None else min(count, cfg.robust_groups)

@@ -128,11 +128,16 @@ class Mean(Rule):
     per_update = False
 
     def min_inputs(self) -> int:
-        return 1 if self.f == 0 else 10**18  # one Byzantine input moves the mean anywhere
+        return 1
 
-    @property
-    def condition(self) -> str:
-        return "f = 0 (the mean has breakdown point 0)"
+    def max_f(self, n: int) -> int:
+        return 0
+
+    def check(self, n: int) -> None:
+        if self.f != 0:  # one Byzantine input moves the mean anywhere
+            raise ConfigurationError(f"rule='mean' with f={self.f}: the mean has breakdown point"
+                                     " 0 and withstands no Byzantine input; choose a robust rule")
+        super().check(n)
 
     def _aggregate(self, x):
         n = x.shape[0]
