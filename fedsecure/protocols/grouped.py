@@ -28,7 +28,8 @@ secure sums):
    Security'23; EIFFeL, CCS'22), which this protocol does not have.
 4. **Robust rule across groups.**  The group means (weighted sum / weight of each group that
    finished and passed the check) are the inputs of ``rule`` (:mod:`fedsecure.robust`), as if
-   each group were one client.  The result is a ``RobustResult`` (see
+   each group were one client; ``f`` defaults to the most the rule withstands with G inputs.
+   The result is a ``RobustResult`` (see
    :mod:`fedsecure.protocols.robust`) whose verdicts are per group.
 
 **Privacy cost.**  The server learns each group's sum, a sum of about n/G updates, instead of
@@ -233,8 +234,7 @@ class GroupedClient(ClientParty):
         return self.inner.done
 
     def peer_failed(self, peer: int, error) -> None:
-        self.inner.peer_failed(self.agg.local_id(peer) if peer in self.agg.location
-                               else SERVER_ID, error)
+        self.inner.peer_failed(peer, error)  # a client aborts whoever the peer was
 
 
 class GroupedServer(ServerParty):

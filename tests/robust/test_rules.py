@@ -121,7 +121,7 @@ def test_the_mean_has_no_breakdown_point():
     x = np.zeros((10, 3))
     x[0] = 1e9
     assert make_rule("mean")(x).aggregate[0] == pytest.approx(1e8)
-    with pytest.raises(ConfigurationError, match="breakdown point\s+0"):
+    with pytest.raises(ConfigurationError, match=r"breakdown point\s+0"):
         make_rule("mean", f=1)(x)
 
 
