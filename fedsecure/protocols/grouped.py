@@ -63,6 +63,7 @@ from fedsecure.errors import (
     ConfigurationError,
     InsufficientParticipants,
     LocalProtocolError,
+    MalformedMessage,
     ProtocolAborted,
 )
 from fedsecure.hazmat import expand
@@ -220,6 +221,10 @@ class GroupedClient(ClientParty):
         self.inner.start()
 
     def receive(self, envelope) -> None:
+        if envelope.session != self.agg.session:  # renaming would hide it from the inner party
+            self.inner.peer_failed(envelope.sender, MalformedMessage(
+                "envelope belongs to another session", envelope.sender))
+            return
         self.inner.receive(self.agg.to_inner(self.group, envelope))
 
     def messages_to_send(self) -> list:
@@ -266,7 +271,11 @@ class GroupedServer(ServerParty):
         if where is None or self.done:
             self._emit(LateMessage(envelope.sender, type(envelope.body).__name__))
             return
-        self.servers[where[0]].receive(self.agg.to_inner(where[0], envelope))
+        if envelope.session != self.agg.session:  # renaming would hide it from the inner server
+            self.servers[where[0]].peer_failed(where[1], MalformedMessage(
+                "envelope belongs to another session", envelope.sender))
+        else:
+            self.servers[where[0]].receive(self.agg.to_inner(where[0], envelope))
         self._pump(where[0])
 
     def peer_failed(self, peer: int, error) -> None:

@@ -4,10 +4,12 @@ simulation driver as every other protocol."""
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
 from fedsecure.errors import ConfigurationError, InsufficientParticipants
+from fedsecure.messages import decode, encode
 from fedsecure.protocols.base import AggregationSpec, ClientDropped, make_aggregator
 from fedsecure.protocols.grouped import GroupedAggregator, GroupedClient, GroupRejected
 from fedsecure.protocols.robust import RobustResult
@@ -167,6 +169,24 @@ def test_impossible_and_invalid_combinations_are_refused_with_the_alternative():
     with pytest.raises(ConfigurationError, match="bulyan.*at least 7 inputs"):
         make_aggregator("grouped", spec, groups=6, rule="bulyan", f=1)
     make_aggregator("grouped", spec, groups=1, rule="mean", max_norm=1.0)
+
+
+def test_an_envelope_of_another_session_drops_its_sender_and_aborts_a_client():
+    spec = _spec(n=8)
+    agg = make_aggregator("grouped", spec, groups=2, rule="mean")
+    server, client = agg.server(), agg.client(1)
+    server.start()
+    client.set_input(np.zeros(spec.vector_length))
+    client.start()
+    (envelope,) = [decode(encode(e)) for e in client.messages_to_send()]
+    server.receive(msgspec.structs.replace(envelope, session=bytes(16)))
+    events = []
+    while (event := server.next_event()) is not None:
+        events.append(event)
+    assert any(isinstance(e, ClientDropped) and e.client == 1 for e in events)
+    reply = agg.envelope(0, 1, envelope.body)
+    client.receive(msgspec.structs.replace(reply, session=bytes(16)))
+    assert client.phase == "aborted"
 
 
 def test_grouped_round_below_min_clients_aborts():
