@@ -101,8 +101,11 @@ def _robust_status(row: dict) -> str:
     report = row.get("robust")
     if not report:
         return ""
-    text = (f"  {report['rule']}: rejected {report['rejected']}"
-            f" down-weighted {report['downweighted']}")
+    def inputs(lists) -> str:  # a group's clients joined by "+"
+        return ",".join("+".join(str(c) for c in members) for members in lists) or "-"
+
+    text = (f"  {report['rule']}: rejected {inputs(report['rejected'])}"
+            f" down-weighted {inputs(report['downweighted'])}")
     if "backdoor_success" in row:
         text += f"  backdoor {100 * row['backdoor_success']:.1f}%"
     return text
