@@ -6,11 +6,11 @@ composition next to plain SecAgg and plaintext FedAvg, all in one run.
 ``rules`` group: one timed call of each rule (one sample each: the machine is shared) on the
 same (100, 1e6) float64 matrix (800 MB; 10 % outliers), f = 10; each case records
 ``ratio_to_mean``, its time over the plain mean's, measured first in the same run.
-``protocol`` group: one simulated round (every party in one
-process, so the time is the sum of all parties' work) of plaintext FedAvg, the per-client
-``robust`` median, plain SecAgg over all 100 clients and ``grouped`` (SecAgg in 10 groups of
-10, median across the group means), at d = 1e5: at d = 1e6 one SecAgg round of 100 clients
-needs ~8 GB of PRG output and minutes on 2 cores, too much for a shared machine.  Each records
+``protocol`` group: one simulated round (every party in one process, so the time is the sum
+of all parties' work) of plaintext FedAvg, the per-client ``robust`` median, plain SecAgg over
+all 100 clients and ``grouped`` (SecAgg in 10 groups of 10, median across the group means), at
+d = 1e5: at d = 1e6 one SecAgg round of 100 clients needs ~40 GB of client keystream
+(4 d (k + 1) bytes each) and minutes on 2 cores, too much for a shared machine.  Each records
 ``ratio_to_plaintext``.
 """
 
