@@ -3,14 +3,17 @@
 ``make_aggregator("grouped", spec, inner="secagg", groups=G, rule="median", f=None,
 max_norm=None, inner_options=None, rule_options=None)``.
 
-Theory of operation (the grouping of Burkhalter et al., "RoFL", S&P'23 §2 and of "secure
-robust aggregation by buckets", e.g. Karimireddy et al. ICLR'22 §3 bucketing, here over
-secure sums):
+Theory of operation: the bucketing of Karimireddy, He & Jaggi ("Byzantine-robust learning on
+heterogeneous datasets via bucketing", ICLR'22, §3: average random buckets of s updates, then
+apply a robust rule to the bucket means), with each bucket's average computed by secure
+aggregation, so that the server sees only bucket sums:
 
 1. **Groups.**  The n clients are split into G groups of n/G (sizes differ by at most one) by a
    permutation drawn from a public PRG keyed with SHA-256(session, round): every party computes
    the same groups from the round's public data, and a fresh session gives fresh groups.  The
-   session itself comes from the aggregator's injected RandomSource.
+   session itself comes from the aggregator's injected RandomSource.  The groups are only as
+   random as the session: a server that picks sessions may grind them to place clients
+   together; where that matters, derive the session from randomness the clients contribute.
 2. **Secure sums.**  Each group runs one unmodified instance of the ``inner`` protocol
    (SecAgg by default) among its members, under its own session derived from the round's
    (SHA-256(session, group)) and with local ids 1..|group|.  This party only renames envelopes
