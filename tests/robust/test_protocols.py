@@ -7,6 +7,8 @@ from __future__ import annotations
 import msgspec
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError, InsufficientParticipants
 from fedsecure.messages import decode, encode
@@ -195,3 +197,28 @@ def test_grouped_round_below_min_clients_aborts():
     faults = [Silent(c, "MaskedInput") for c in agg.members[0][:2]]
     report = simulate_round(agg, _inputs(spec), faults=faults)
     assert isinstance(report.error, InsufficientParticipants)
+
+
+@settings(max_examples=25)
+@given(data=st.data())
+def test_grouped_aggregate_is_the_rule_over_surviving_group_means_for_any_dropouts(data):
+    """Random groups count, rule and dropout set (each dropout silent from a random SecAgg
+    phase on): every group that keeps its threshold contributes the mean of its survivors."""
+    n = data.draw(st.integers(6, 12))
+    groups = data.draw(st.integers(2, n // 3))
+    rule = data.draw(st.sampled_from(["mean", "median", "trimmed-mean", "geometric-median"]))
+    spec = _spec(n=n, d=4, min_clients=1)
+    agg = make_aggregator("grouped", spec, groups=groups, rule=rule, f=0,
+                          rng=DeterministicRandom(data.draw(st.integers(0, 99))))
+    inputs = _inputs(spec, seed=data.draw(st.integers(0, 99)))
+    gone = data.draw(st.lists(st.sampled_from(list(spec.client_ids)), unique=True,
+                              max_size=n // 3))
+    tags = ("AdvertiseKeys", "EncryptedShares", "MaskedInput", "UnmaskShares")
+    faults = [Silent(c, data.draw(st.sampled_from(tags))) for c in gone]
+    report = simulate_round(agg, inputs, faults=faults)
+    assert report.error is None, report.error
+    kept = [v.members for v in report.result.verdicts if not v.reason]  # the rule's inputs
+    assert sorted(c for members in kept for c in members) == list(report.result.survivors)
+    means = np.stack([np.mean([inputs[c][0] for c in members], axis=0) for members in kept])
+    expected = make_rule(rule, f=0)(means).aggregate
+    assert np.allclose(report.result.mean, expected, atol=2 * agg.quantization_error + 1e-9)
