@@ -5,7 +5,10 @@ global model (FedProx when ``mu > 0``), aggregate the clipped deltas with the co
 protocol through :func:`fedsecure.fl.server.aggregate_round` (the loop never branches on the
 protocol), add the mean delta to the global model, evaluate on the test set, and write the
 checkpoint and metrics to the run directory.  An aborted round leaves the model unchanged and
-is recorded as such.  :func:`run_rounds` takes the round as a function, so the MPI driver
+is recorded as such.  With a robust rule or a simulated attack configured,
+:mod:`fedsecure.fl.robust_round` picks the protocol, poisons the malicious clients' data (at
+preparation) or deltas (between training and aggregation) and adds the rule's verdicts to the
+row.  :func:`run_rounds` takes the round as a function, so the MPI driver
 (:mod:`fedsecure.fl.mpi`) plays its rounds through the same loop, :func:`local_update` and
 :func:`finish_round`.
 
