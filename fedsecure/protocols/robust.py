@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedsecure.errors import InsufficientParticipants
+from fedsecure.errors import InsufficientParticipants, MalformedMessage
 from fedsecure.protocols.base import AggregateResult, AggregationSpec, register_protocol
 from fedsecure.protocols.plaintext import PlaintextAggregator, PlaintextServer
 from fedsecure.rng import DEFAULT_RNG, RandomSource
@@ -93,6 +93,15 @@ def robust_combine(rule: Rule, inputs: Sequence[tuple[tuple[int, ...], np.ndarra
 
 class RobustServer(PlaintextServer):
     """The plaintext server with the sum replaced by the aggregator's robust rule."""
+
+    def _check_update(self, sender: int, body) -> tuple[np.ndarray, float]:
+        update, weight = super()._check_update(sender, body)
+        vector = update / weight
+        with np.errstate(over="ignore"):
+            overflows = not np.isfinite(vector @ vector)
+        if overflows:
+            raise MalformedMessage("update's squared norm overflows float64", sender)
+        return update, weight
 
     def _close_updates(self, answered: dict) -> None:
         self._require(len(answered), "sent an update", self.agg.spec.min_clients)

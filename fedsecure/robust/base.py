@@ -39,12 +39,16 @@ class RuleResult:
 
 
 def as_updates(updates) -> np.ndarray:
-    """The updates as a C-contiguous float64 ``(n, d)`` matrix of finite values."""
+    """The updates as a C-contiguous float64 ``(n, d)`` matrix of finite values whose squared
+    norms are finite too."""
     x = np.ascontiguousarray(updates, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise ConfigurationError(f"updates shape={x.shape}: expected (n >= 1, d >= 1)")
     if not np.all(np.isfinite(x)):
         raise ConfigurationError("updates: contain a non-finite value")
+    if not np.all(np.isfinite(row_sq_norms(x))):
+        raise ConfigurationError("updates: a squared L2 norm overflows float64 (values beyond"
+                                 " about 1e154); distance-based rules cannot compare them")
     return x
 
 

@@ -9,7 +9,9 @@
   ``tau`` defaults to the median distance of the updates to that centre.
 * Geometric median by smoothed Weiszfeld iterations (RFA: Pillutla, Kakade & Harchaoui, IEEE
   TSP 2022, Alg. 2): z <- sum_i w_i x_i / sum_i w_i with w_i = 1 / max(eps, ||x_i - z||),
-  from the mean until the objective improves by less than ``tol`` (relative); breakdown 1/2.
+  from the coordinate-wise median (a start the outliers cannot drag away: from the mean, one
+  update of 1e150 needs hundreds of iterations) until z moves by less than ``tol`` times the
+  median distance to it; breakdown 1/2.
 
 Every distance to the current centre is one matrix-vector product (||x||^2 - 2 x.z + ||z||^2),
 so an iteration costs O(n d) and allocates no (n, d) temporary.
@@ -96,16 +98,14 @@ class GeometricMedian(Rule):
 
     def _aggregate(self, x):
         x_sq = row_sq_norms(x)
-        z = x.mean(axis=0)
+        z = Median()(x).aggregate
         dist = np.sqrt(sq_distances_to(x, z, x_sq))
-        objective = dist.sum()
         weights = np.ones(x.shape[0])
         for _ in range(self.iterations):
             weights = 1.0 / np.maximum(dist, self.eps)
-            z = weights @ x / weights.sum()
+            previous, z = z, weights @ x / weights.sum()
             dist = np.sqrt(sq_distances_to(x, z, x_sq))
-            previous, objective = objective, dist.sum()
-            if previous - objective <= self.tol * max(objective, 1e-300):
+            if np.linalg.norm(z - previous) <= self.tol * max(float(np.median(dist)), self.eps):
                 break
         return RuleResult(z, weights / weights.sum())
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError, InsufficientParticipants
-from fedsecure.messages import decode, encode
+from fedsecure.messages import ArrayPayload, PlainUpdate, decode, encode
 from fedsecure.protocols.base import AggregationSpec, ClientDropped, make_aggregator
 from fedsecure.protocols.grouped import GroupedAggregator, GroupedClient, GroupRejected
 from fedsecure.protocols.robust import RobustResult
@@ -19,6 +19,7 @@ from fedsecure.rng import DeterministicRandom
 from fedsecure.robust import make_rule
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
+from tests.harness import Harness
 
 SESSION = bytes(range(16))
 
@@ -222,3 +223,23 @@ def test_grouped_aggregate_is_the_rule_over_surviving_group_means_for_any_dropou
     means = np.stack([np.mean([inputs[c][0] for c in members], axis=0) for members in kept])
     expected = make_rule(rule, f=0)(means).aggregate
     assert np.allclose(report.result.mean, expected, atol=2 * agg.quantization_error + 1e-9)
+
+
+@pytest.mark.parametrize("rule", ["median", "krum", "geometric-median", "centered-clipping"])
+@pytest.mark.parametrize("value", [1e150, 1e300])
+def test_a_hostile_client_bypassing_client_side_clipping_is_outvoted_or_dropped(rule, value):
+    """A client that writes its own PlainUpdate (huge values, no clipping) cannot crash the
+    robust server or move the result out of the honest range; one whose squared norm
+    overflows float64 is dropped as malformed."""
+    spec = _spec(n=9)
+    inputs = _inputs(spec)
+    harness = Harness(make_aggregator("robust", spec, rule=rule, f=2), inputs)
+    harness.to_server = [
+        msgspec.structs.replace(e, body=PlainUpdate(
+            weighted_update=ArrayPayload.pack(np.full(spec.vector_length, value)), weight=1.0))
+        if e.sender == 4 else e for e in harness.to_server]
+    result = harness.run_to_end().result()
+    assert (4 in result.dropped) == (value == 1e300)
+    honest = np.stack([inputs[c][0] for c in spec.client_ids if c != 4])
+    assert np.all(result.mean >= honest.min(axis=0) - 0.5)
+    assert np.all(result.mean <= honest.max(axis=0) + 0.5)
