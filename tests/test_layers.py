@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fedsecure"
 LAYERS = {
     "errors": 0, "config": 0, "rng": 0,
     "hazmat": 1,
-    "kernels": 2,
+    "kernels": 2, "robust": 2,
     "messages": 3,
     "protocols": 4, "dp": 4,
     "transport": 5, "runtime": 5,

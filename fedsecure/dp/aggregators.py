@@ -103,6 +103,10 @@ class _Delegating:
     def peer_failed(self, peer, error) -> None:
         self.inner.peer_failed(peer, error)
 
+    @property
+    def max_message_bytes(self) -> int:
+        return self.inner.max_message_bytes
+
 
 class _ClientWrapper(_Delegating, ClientParty):
     """An inner client whose input is transformed by ``encode`` first."""
@@ -195,6 +199,9 @@ class DPAggregator(Aggregator):
     @property
     def quantization_error(self) -> float:
         return self.inner.quantization_error
+
+    def max_message_bytes(self, *, to_server: bool) -> int:
+        return self.inner.max_message_bytes(to_server=to_server)
 
     @abstractmethod
     def privacy_event(self, n_survivors: int):

@@ -51,6 +51,18 @@ FLAGS = (
     ("--epsilon", "epsilon", float, "DP target epsilon over all rounds (with --dp)"),
     ("--delta", "delta", float, "DP target delta (default 1e-5)"),
     ("--clip-norm", "clip_norm", float, "DP: L2 clip of each client's delta (default 1.0)"),
+    # Byzantine robustness and attack simulation (docs/robust.md)
+    ("--robust", "robust", str, "robust rule, e.g. median, trimmed-mean, krum, multi-krum,"
+     " bulyan, norm-bound, centered-clipping, geometric-median (default: plain mean)"),
+    ("--robust-f", "robust_f", int, "Byzantine inputs the rule withstands (default: the"
+     " malicious clients a round can hold)"),
+    ("--robust-groups", "robust_groups", int, "run the rule across this many securely"
+     " aggregated groups (needed with a secure --protocol)"),
+    ("--robust-max-norm", "robust_max_norm", float, "per-client L2 bound, checked on each"
+     " group's masked sum (with --robust-groups)"),
+    ("--attack", "attack", str, "simulate an attack: sign-flip, scaling, gaussian, alie, ipm,"
+     " label-flip, backdoor"),
+    ("--malicious", "malicious", float, "fraction of clients that are malicious (with --attack)"),
 )
 
 # switch -> (TrainConfig field, help); given, it sets the field to true
@@ -87,24 +99,6 @@ def _overrides(args) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
-<<<<<<< HEAD
-=======
-def format_round(row: dict, rounds: int) -> str:
-    """One progress line: round, accuracy, loss, bytes, seconds per phase (and epsilon spent
-    under DP)."""
-    phases = " ".join(f"{name} {seconds:.2f}s" for name, seconds in row["phase_seconds"].items()
-                      if seconds >= 0.005)
-    status = f"  ABORTED: {row['aborted']}" if row["aborted"] else ""
-    privacy = "" if row.get("epsilon") is None else f"  epsilon {row['epsilon']:.3f}"
-    return (f"round {row['round']:>3}/{rounds}  acc {100 * row['accuracy']:6.2f}%"
-            f"  loss {row['loss']:.4f}  {row['bytes'] / 1e6:8.3f} MB"
-            f"  train {row['seconds_train']:.2f}s  aggregate {row['seconds_aggregate']:.2f}s"
-            f"  clipped {100 * row['clipped_fraction']:.2f}%"
-            f"{privacy}"
-            f"{'  [' + phases + ']' if phases else ''}{status}")
-
-
->>>>>>> dp
 def run(args) -> int:
     try:
         from fedsecure.fl import loop

@@ -24,6 +24,7 @@ except ModuleNotFoundError:  # Python 3.10: the train extra installs tomli
 import fedsecure.protocols  # noqa: F401  (registers the built-in protocols)
 from fedsecure.config import require
 from fedsecure.errors import ConfigurationError
+from fedsecure.fl import robust_round
 from fedsecure.fl.data import PARTITIONS, check_dataset_spec
 from fedsecure.fl.model import MODELS
 from fedsecure.fl.server import sampled_per_round
@@ -71,6 +72,15 @@ class TrainConfig:
     lr: float = 0.05
     momentum: float = 0.9
     mu: float = 0.0
+    # Byzantine robustness and attack simulation (fl/robust_round.py, docs/robust.md)
+    robust: str | None = None  # a rule of fedsecure.robust, e.g. "trimmed-mean"
+    robust_f: int | None = None  # Byzantine inputs (clients or groups) to withstand
+    robust_groups: int | None = None  # run the rule across this many secure groups
+    robust_max_norm: float | None = None  # per-client L2 bound checked on each group's sum
+    robust_options: dict[str, Any] = field(default_factory=dict)
+    attack: str | None = None  # an attack of fl/attacks.py played by the malicious clients
+    attack_options: dict[str, Any] = field(default_factory=dict)
+    malicious: float = 0.0  # fraction of the clients that are malicious
     # differential privacy (docs/dp.md): placement, target (epsilon, delta) over all rounds,
     # L2 clip of each delta; dp_survivors: the fraction of a round's clients the distributed
     # noise is sized for (unset: the protocol's threshold, a strict majority)
@@ -145,6 +155,7 @@ class TrainConfig:
                 "must be true or false")
         require(_is_int(self.personalize_epochs) and self.personalize_epochs >= 1,
                 "personalize_epochs", self.personalize_epochs, "must be an integer >= 1")
+        robust_round.check_config(self)
 
     def _check_dp(self) -> None:
         require(self.dp is None or self.dp in DP_PLACEMENTS, "dp", self.dp,

@@ -26,7 +26,6 @@ import dataclasses
 import math
 
 from fedsecure.dp import DPAggregator, PrivacyBudget, calibrate_noise_multiplier, make_dp_aggregator
-from fedsecure.fl.loop import run_round
 from fedsecure.fl.server import secure_aggregate
 from fedsecure.protocols.base import AggregationSpec
 
@@ -34,8 +33,10 @@ from fedsecure.protocols.base import AggregationSpec
 class DPRounds:
     """The DP state of one run: calibrated noise, budget, and the round function to play."""
 
-    def __init__(self, fed, metrics: list[dict]):
+    def __init__(self, fed, metrics: list[dict], run_round):
+        """``run_round(fed, round_index, aggregate=...)`` plays one round (the loop's)."""
         self.fed, cfg = fed, fed.config
+        self._run_round = run_round
         self.n = cfg.clients_per_round
         self.d = sum(p.numel() for p in fed.model.parameters())
         if metrics:  # resumed: keep the noise the run was calibrated with
@@ -87,7 +88,7 @@ class DPRounds:
 
     def play(self, fed, round_index: int) -> dict:
         self.budget.check(self._plan().planned_event)
-        row = run_round(fed, round_index, aggregate=self.aggregate)
+        row = self._run_round(fed, round_index, aggregate=self.aggregate)
         aggregator, report = self._last
         if report.result is not None:
             self.budget.spend(aggregator.privacy_event(len(report.result.survivors)))

@@ -14,11 +14,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedsecure.fl import robust_round
 from fedsecure.fl.client import resolve_device
 from fedsecure.fl.config import TrainConfig
 from fedsecure.fl.data import Dataset, load_dataset, partition
 from fedsecure.fl.model import build_model, model_to_vector
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
+
+PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE, PURPOSE_STRAGGLE, PURPOSE_ATTACK = range(5)
+
+
+def derived_seed(seed: int, round_index: int, purpose: int, client: int | None = None) -> int:
+    """A 63-bit seed for one purpose of one round (and client), derived from ``seed``."""
+    key = (round_index, purpose) if client is None else (round_index, purpose, client)
+    state = np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)
+    return int(state[0]) >> 1
+
+
+def attack_seed(cfg: TrainConfig) -> int:
+    """The seed of a run's malicious client set and data poisoning (simulated attacks)."""
+    return derived_seed(cfg.seed, 0, PURPOSE_ATTACK)
 
 
 @dataclass
@@ -58,16 +73,18 @@ def prepare(config: TrainConfig) -> Federation:
     # Build the aggregator of the most demanding round this run can have (largest weight):
     # bad protocol options, a fixed-point ring that would overflow or a cohort too small to
     # hide an input fail here.
-    make_aggregator(config.protocol, AggregationSpec(
+    protocol, options = robust_round.aggregation(config)
+    make_aggregator(protocol, AggregationSpec(
         n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
         max_weight=max(len(p) for p in parts), clip=config.clip,
-        allow_small_cohort=config.allow_small_cohort), **config.protocol_options)
+        allow_small_cohort=config.allow_small_cohort), **options)
     x = torch.from_numpy(dataset.x_train).to(device)
     y = torch.from_numpy(dataset.y_train).to(device)
     return Federation(
         config=config, device=device, dataset=dataset, parts=parts,
-        client_data=[(x[torch.from_numpy(p).to(device)], y[torch.from_numpy(p).to(device)])
-                     for p in parts],
+        client_data=robust_round.poison_client_data(
+            config, [(x[torch.from_numpy(p).to(device)], y[torch.from_numpy(p).to(device)])
+                     for p in parts], dataset.n_classes, attack_seed(config)),
         x_test=torch.from_numpy(dataset.x_test).to(device),
         y_test=torch.from_numpy(dataset.y_test).to(device),
         model=model,

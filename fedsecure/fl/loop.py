@@ -6,7 +6,10 @@ protocol through :func:`fedsecure.fl.server.aggregate_round` (the loop never bra
 protocol), add the mean delta to the global model, evaluate on the test set, and write the
 checkpoint and metrics to the run directory.  An aborted round leaves the model unchanged and
 is recorded as such; so is a client whose local training diverged (its update is dropped, see
-:func:`fedsecure.fl.server.aggregate_round`).  Clients are numbered 1..clients in the metrics,
+:func:`fedsecure.fl.server.aggregate_round`).  With a robust rule or a simulated attack
+configured, :mod:`fedsecure.fl.robust_round` picks the protocol, poisons the malicious
+clients' data (at preparation) or deltas (between training and aggregation) and adds the
+rule's verdicts to the row.  Clients are numbered 1..clients in the metrics,
 as the protocols number their parties.  :func:`run_rounds` takes the round as a function, so the MPI driver
 (:mod:`fedsecure.fl.mpi`) plays its rounds through the same loop, :func:`local_update` and
 :func:`finish_round`.
@@ -33,10 +36,20 @@ from torch import nn
 
 from fedsecure.config import require
 from fedsecure.errors import ConfigurationError
-from fedsecure.fl import rundir
+from fedsecure.fl import robust_round, rundir
 from fedsecure.fl.client import LocalUpdate, train_local
 from fedsecure.fl.config import TrainConfig
-from fedsecure.fl.federation import Federation, prepare
+from fedsecure.fl.federation import (
+    PURPOSE_ATTACK,
+    PURPOSE_PERSONALIZE,
+    PURPOSE_SAMPLE,
+    PURPOSE_STRAGGLE,
+    PURPOSE_TRAIN,
+    Federation,
+    attack_seed,
+    derived_seed,
+    prepare,
+)
 from fedsecure.fl.model import evaluate, model_to_vector, vector_to_model
 from fedsecure.fl.personalize import personalize
 from fedsecure.fl.server import (
@@ -50,16 +63,8 @@ from fedsecure.fl.server import (
 __all__ = ["Federation", "TrainResult", "prepare", "train", "resume", "run_rounds",
            "run_round", "finish_round", "local_update", "claim_run_dir", "default_run_dir"]
 
-PURPOSE_SAMPLE, PURPOSE_TRAIN, PURPOSE_PERSONALIZE, PURPOSE_STRAGGLE = 0, 1, 2, 3
 RESUMABLE_CHANGES = ("rounds", "device")
 """The options a resumed run may change; everything else comes from the checkpoint."""
-
-
-def derived_seed(seed: int, round_index: int, purpose: int, client: int | None = None) -> int:
-    """A 63-bit seed for one purpose of one round (and client), derived from ``seed``."""
-    key = (round_index, purpose) if client is None else (round_index, purpose, client)
-    state = np.random.SeedSequence(seed, spawn_key=key).generate_state(1, np.uint64)
-    return int(state[0]) >> 1
 
 
 @dataclass(frozen=True)
@@ -97,12 +102,15 @@ def run_round(fed: Federation, round_index: int, *,
     sampler = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_SAMPLE))
     sampled = sample_clients(cfg.clients, cfg.fraction, sampler)
     began = time.perf_counter()
-    updates = [(client, local_update(fed, round_index, client)) for client in sampled]
+    updates = robust_round.attack_updates(
+        cfg, [(client, local_update(fed, round_index, client)) for client in sampled],
+        seed=attack_seed(cfg), round_seed=derived_seed(cfg.seed, round_index, PURPOSE_ATTACK))
     trained = time.perf_counter()
     straggle = np.random.default_rng(derived_seed(cfg.seed, round_index, PURPOSE_STRAGGLE))
     stragglers = sorted(int(c) for c in straggle.choice(
         sampled, size=int(round(cfg.stragglers * len(sampled))), replace=False))
-    outcome = aggregate_round(updates, protocol=cfg.protocol, options=cfg.protocol_options,
+    protocol, options = robust_round.aggregation(cfg)
+    outcome = aggregate_round(updates, protocol=protocol, options=options,
                               clip=cfg.clip, round_index=round_index,
                               deadline_s=cfg.deadline_s, stragglers=stragglers,
                               allow_small_cohort=cfg.allow_small_cohort, aggregate=aggregate)
@@ -119,7 +127,7 @@ def round_player(fed: Federation, metrics: list[dict], aggregate: AggregateFn) -
         return lambda f, r: run_round(f, r, aggregate=aggregate)
     from fedsecure.fl.dp_round import DPRounds
 
-    return DPRounds(fed, metrics).play
+    return DPRounds(fed, metrics, run_round).play
 
 
 def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
@@ -155,6 +163,8 @@ def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
         "seconds_aggregate": seconds_aggregate,
         "seconds_eval": time.perf_counter() - began,
         "phase_seconds": outcome.phase_seconds,
+        "robust": outcome.robust,
+        **robust_round.round_metrics(fed, sampled, seed=attack_seed(fed.config)),
     }
 
 

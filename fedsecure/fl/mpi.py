@@ -159,6 +159,9 @@ def _preflight(config: TrainConfig, rank: int, world: int) -> loop.Federation:
             " deadline_s is cut off for real)")
     require(not config.personalize, "personalize", config.personalize,
             "is not available under --mpi yet")
+    require(config.robust is None and config.attack is None, "robust", config.robust,
+            "robust rules and simulated attacks are not available under --mpi yet; run"
+            " without --mpi")
     if rank == SERVER_ID:
         config = loop.claim_run_dir(config)
     return loop.prepare(config)

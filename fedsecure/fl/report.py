@@ -17,18 +17,36 @@ def _clients(label: str, numbers: Sequence[int]) -> str:
 
 
 def format_round(row: dict, rounds: int) -> str:
-    """One progress line: round, accuracy, loss, clients, bytes, seconds per phase."""
+    """One progress line: round, accuracy, loss, clients, bytes, seconds per phase, epsilon
+    spent under DP, and a robust rule's verdicts."""
     phases = " ".join(f"{name} {seconds:.2f}s" for name, seconds in row["phase_seconds"].items()
                       if seconds >= 0.005)
     status = f"  ABORTED: {row['aborted']}" if row["aborted"] else ""
+    privacy = "" if row.get("epsilon") is None else f"  epsilon {row['epsilon']:.3f}"
     return (f"round {row['round']:>3}/{rounds}  acc {100 * row['accuracy']:6.2f}%"
             f"  loss {row['loss']:.4f}"
             f"  clients {len(row['survivors'])}/{len(row['sampled'])}"
             f"{_clients('dropped', row['dropped'])}{_clients('diverged', row['diverged'])}"
             f"  {row['bytes'] / 1e6:.3f} MB"
             f"  train {row['seconds_train']:.2f}s  aggregate {row['seconds_aggregate']:.2f}s"
-            f"  clipped {100 * row['clipped_fraction']:.2f}%"
-            f"{'  [' + phases + ']' if phases else ''}{status}")
+            f"  clipped {100 * row['clipped_fraction']:.2f}%{privacy}"
+            f"{'  [' + phases + ']' if phases else ''}{_robust_status(row)}{status}")
+
+
+def _robust_status(row: dict) -> str:
+    """The robust rule's verdict of a round, for the progress line ('' without a rule)."""
+    report = row.get("robust")
+    if not report:
+        return ""
+
+    def inputs(lists) -> str:  # a group's clients joined by "+"
+        return ",".join("+".join(str(c) for c in members) for members in lists) or "-"
+
+    text = (f"  {report['rule']}: rejected {inputs(report['rejected'])}"
+            f" down-weighted {inputs(report['downweighted'])}")
+    if "backdoor_success" in row:
+        text += f"  backdoor {100 * row['backdoor_success']:.1f}%"
+    return text
 
 
 def print_progress(row: dict, config) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from fedsecure.errors import ProtocolAborted
 from fedsecure.fl.client import LocalUpdate
+from fedsecure.fl.robust_round import robust_report
 from fedsecure.protocols.base import AggregateResult, AggregationSpec, Aggregator, make_aggregator
 from fedsecure.runtime.driver import Deadlines
 from fedsecure.runtime.faults import ANY_MESSAGE, Delay
@@ -95,6 +96,7 @@ class RoundAggregate:
     bytes_total: int
     quantization_error: float
     diverged: tuple[int, ...] = ()
+    robust: dict | None = None  # the robust rule's verdicts (fl.robust_round.robust_report)
 
 
 def clip_update(delta: np.ndarray, clip: float) -> tuple[np.ndarray, int]:
@@ -151,4 +153,5 @@ def aggregate_round(updates: Sequence[tuple[int, LocalUpdate]], *, protocol: str
         bytes_total=report.bytes_total,
         quantization_error=report.quantization_error,
         diverged=diverged,
+        robust=robust_report(result, clients),
     )

@@ -5,6 +5,8 @@ Importing this package registers the built-in protocols with ``make_aggregator``
 
 from fedsecure.protocols import (
     ckks,  # noqa: F401
+    grouped,  # noqa: F401
     plaintext,  # noqa: F401
+    robust,  # noqa: F401
     secagg,  # noqa: F401
 )
