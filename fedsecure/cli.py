@@ -2,7 +2,9 @@
 
 Each sub-command lives beside the code it drives and exposes ``register(subparsers)``; this
 module only collects them, so the CLI never imports an optional backend it does not run.
-Configuration errors are printed as one line naming the option, before any work starts.
+Configuration errors are printed as one line naming the option, before any work starts; under
+``mpirun`` only rank 0 prints them (and argparse's usage errors), the other ranks exit quietly
+with the same status.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 import sys
 
 from fedsecure.errors import BackendUnavailable, ConfigurationError
+from fedsecure.runtime.mpi_supervisor import is_lead_rank
 
 SUBCOMMAND_MODULES = (
     "fedsecure.runtime.simulate_cli",  # fedsecure simulate: one secure-aggregation round
@@ -20,8 +23,16 @@ SUBCOMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that stays quiet on MPI ranks other than 0 (one message per job)."""
+
+    def _print_message(self, message, file=None):
+        if is_lead_rank():
+            super()._print_message(message, file)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedsecure", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fedsecure", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:
@@ -39,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except (ConfigurationError, BackendUnavailable) as exc:
-        print(f"fedsecure {args.command}: error: {exc}", file=sys.stderr)
+        if is_lead_rank():
+            print(f"fedsecure {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"fedsecure {args.command}: interrupted", file=sys.stderr)

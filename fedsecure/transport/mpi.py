@@ -9,8 +9,11 @@ nothing is ever pickled.  The transport never blocks on a peer:
   ``Get_count`` and posts an ``Irecv`` into it.  A receive is never a blocking ``Recv``: a large
   (rendezvous) message whose sender died after announcing it would otherwise hang this rank
   forever.  Completed receives are returned in arrival order per sender;
-* :meth:`MPITransport.wait` sleeps with exponential back-off between probes, so an
-  oversubscribed machine (more ranks than cores) is not burnt by busy polling;
+* :meth:`MPITransport.wait` sleeps between probes, so an oversubscribed machine (more ranks
+  than cores) is not burnt by busy polling.  Each sleep is a fixed fraction of how long the
+  endpoint has been idle (:func:`idle_sleep_s`, within ``[min_sleep_s, max_sleep_s]``): a
+  message that follows quickly on the last one is seen within a fraction of a millisecond,
+  while a rank that waits for seconds wakes only every ``max_sleep_s``;
 * a transfer that MPI reports as failed — typically a peer that died mid-message, which
   MPICH's single-copy path reports as ``process_vm_readv failed`` — is dropped and counted
   (``lost_receives`` / ``lost_sends``): to the protocol that peer simply went silent;
@@ -37,12 +40,25 @@ except ImportError:  # pragma: no cover - exercised only where the extra is miss
 DATA_TAG = 1
 """The MPI tag protocol messages travel on (the runner's control channel uses others)."""
 
+MIN_SLEEP_S = 0.0002
+MAX_SLEEP_S = 0.01
+IDLE_FRACTION = 0.05
+"""Default back-off: sleep 5 % of the time waited so far, between 0.2 ms and 10 ms."""
+
+
+def idle_sleep_s(idle_s: float, min_sleep_s: float = MIN_SLEEP_S,
+                 max_sleep_s: float = MAX_SLEEP_S, fraction: float = IDLE_FRACTION) -> float:
+    """How long to sleep before the next probe after ``idle_s`` seconds without news: the
+    latency this adds is at most ``fraction`` of the wait so far (bounded below and above)."""
+    return min(max_sleep_s, max(min_sleep_s, fraction * idle_s))
+
 
 class MPITransport(Transport):
     """One party's endpoint on an MPI communicator; its party id is its rank.
 
     ``tag`` selects the channel; ``min_sleep_s`` / ``max_sleep_s`` bound the back-off of
-    :meth:`wait`; ``close_grace_s`` is how long :meth:`close` lets pending sends finish.
+    :meth:`wait` (see :func:`idle_sleep_s`); ``close_grace_s`` is how long :meth:`close` lets
+    pending sends finish.
     """
 
     def __init__(
@@ -50,8 +66,8 @@ class MPITransport(Transport):
         comm,
         *,
         tag: int = DATA_TAG,
-        min_sleep_s: float = 0.0002,
-        max_sleep_s: float = 0.005,
+        min_sleep_s: float = MIN_SLEEP_S,
+        max_sleep_s: float = MAX_SLEEP_S,
         close_grace_s: float = 2.0,
     ):
         if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
@@ -78,6 +94,7 @@ class MPITransport(Transport):
         self._sends: list[_Transfer] = []
         self._recvs: list[_Transfer] = []
         self._status = MPI.Status()
+        self._last_news = time.monotonic()  # the last send or arrival: the back-off's origin
 
     # ------------------------------------------------------------------ Transport interface
 
@@ -94,6 +111,7 @@ class MPITransport(Transport):
         request = self.comm.Isend([payload, MPI.BYTE], dest=recipient, tag=self.tag)
         self._sends.append(_Transfer(recipient, payload, request))
         self._reap_sends()
+        self._last_news = time.monotonic()  # an answer may follow soon
         return True
 
     def poll(self) -> list[tuple[int, bytes]]:
@@ -101,19 +119,21 @@ class MPITransport(Transport):
             return []
         self._reap_sends()
         self._post_receives()
-        return self._completed_receives()
+        arrived = self._completed_receives()
+        if arrived:
+            self._last_news = time.monotonic()
+        return arrived
 
     def wait(self, timeout_s: float) -> None:
         if self.closed:
             return
         deadline = time.monotonic() + max(0.0, timeout_s)
-        sleep_s = self.min_sleep_s
         while not self._has_arrival():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 return
-            time.sleep(min(sleep_s, remaining))
-            sleep_s = min(2 * sleep_s, self.max_sleep_s)
+            sleep_s = idle_sleep_s(now - self._last_news, self.min_sleep_s, self.max_sleep_s)
+            time.sleep(min(sleep_s, deadline - now))
 
     def close(self) -> None:
         """Let pending sends finish for ``close_grace_s``, then cancel and free the rest."""

@@ -165,24 +165,28 @@ def test_polling_never_blocks_on_a_sender_that_died_mid_message(launcher, tmp_pa
     assert r["lost_receives"] + len(r["delivered_sizes"]) <= 1
 
 
-def test_round_over_from_rank_0_ends_a_waiting_clients_loop(MPI):
-    """The runner's client endpoint: alive until rank 0 says the round is over."""
-    from fedsecure.runtime.mpi_runner import (
-        CONTROL_TAG,
-        _encode_control,
-        _UntilRoundOver,
-    )
+def test_round_over_from_rank_0_ends_a_waiting_clients_loop(MPI, capsys):
+    """The runner's client endpoint: alive until rank 0 says the round is over; control bytes
+    that do not decode, or belong to another session, are ignored (never a crash)."""
+    from fedsecure.runtime.mpi_control import RoundOver, encode_control
+    from fedsecure.runtime.mpi_runner import CONTROL_TAG, _UntilRoundOver
     from fedsecure.transport.mpi import MPITransport
 
+    session = bytes(range(16))
     comm = MPI.COMM_SELF.Dup()
     data, control = MPITransport(comm), MPITransport(comm, tag=CONTROL_TAG)
-    endpoint = _UntilRoundOver(data, control)
+    endpoint = _UntilRoundOver(data, control, session)
     assert endpoint.alive is True
     data.send(0, b"protocol bytes")  # traffic on the data channel does not end the round
     time.sleep(0.05)
     assert endpoint.alive is True
     assert endpoint.poll() == [(0, b"protocol bytes")]
-    control.send(0, _encode_control("round_over", outcome="finished"))
+    control.send(0, b"\xc1 garbage")
+    control.send(0, encode_control(RoundOver(session=bytes(16), outcome="finished")))
+    time.sleep(0.05)
+    assert endpoint.alive is True
+    assert capsys.readouterr().err.count("ignored a control message from rank 0") == 2
+    control.send(0, encode_control(RoundOver(session=session, outcome="finished")))
     time.sleep(0.05)
     assert endpoint.alive is False
     data.close()
