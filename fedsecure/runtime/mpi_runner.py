@@ -68,6 +68,12 @@ from fedsecure.protocols.base import (
 )
 from fedsecure.runtime.driver import PartyDriver, run_party
 from fedsecure.runtime.faults import FaultyTransport
+from fedsecure.runtime.mpi_config import (
+    MPIRoundConfig,
+    UpdateFn,
+    plain_sum,
+    synthetic_update,
+)
 from fedsecure.runtime.mpi_control import (
     Final,
     RankStats,
@@ -75,12 +81,6 @@ from fedsecure.runtime.mpi_control import (
     decode_control,
     encode_control,
     stats_as_dict,
-)
-from fedsecure.runtime.mpi_config import (
-    MPIRoundConfig,
-    UpdateFn,
-    plain_sum,
-    synthetic_update,
 )
 from fedsecure.runtime.transport import Transport
 
