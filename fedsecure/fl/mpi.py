@@ -147,7 +147,7 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None,
         if rank == SERVER_ID:
             if on_start is not None:
                 on_start(fed.config)
-            say("round 1 also warms up every rank's kernels")
+            say("training: the first round also warms up every rank's kernels")
             return _serve(fed, comm, channel, on_round)
         return _train_shard(fed, comm, channel, rank), None
     finally:

@@ -102,7 +102,7 @@ def test_a_client_count_that_does_not_match_the_ranks_stops_every_rank(launcher,
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("fedsecure train:")]
     assert len(lines) == 1, done.stderr  # every rank stops; rank 0 alone says why
-    assert "clients=4" in lines[0] and "mpirun -n 5" in lines[0]
+    assert "--clients=4" in lines[0] and "give --clients 2" in lines[0] and "-n 5" in lines[0]
     assert not (tmp_path / "mpi").exists()  # refused before any work
 
 
