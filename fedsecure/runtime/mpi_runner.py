@@ -75,6 +75,7 @@ from fedsecure.runtime.mpi_config import (
     synthetic_update,
 )
 from fedsecure.runtime.mpi_control import (
+    MAX_CONTROL_BYTES,
     Final,
     RankStats,
     RoundOver,
@@ -207,7 +208,7 @@ def run_mpi_round(
     started = clock()
     aggregator = config.aggregator(n, session)
     data = MPITransport(comm)
-    control = MPITransport(comm, tag=CONTROL_TAG)
+    control = MPITransport(comm, tag=CONTROL_TAG, max_message_bytes=MAX_CONTROL_BYTES)
     events: list[tuple[int, Event]] = []
     if rank == SERVER_ID:
         party, endpoint = aggregator.server(), data
@@ -433,6 +434,10 @@ def _collect_stats(config, n, session, control, clock) -> tuple[dict[int, RankSt
                 bad[source] = str(exc)
                 continue
             reports[source] = message
+        for source, size in control.refused:  # never received: too large to take
+            if source not in reports:
+                bad.setdefault(source, f"control message of {size} bytes (at most"
+                                       f" {MAX_CONTROL_BYTES})")
         if expected <= reports.keys() | bad.keys() or clock() >= give_up_at:
             return reports, bad
         control.wait(min(0.05, max(0.0, give_up_at - clock())))

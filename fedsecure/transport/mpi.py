@@ -14,6 +14,9 @@ nothing is ever pickled.  The transport never blocks on a peer:
   endpoint has been idle (:func:`idle_sleep_s`, within ``[min_sleep_s, max_sleep_s]``): a
   message that follows quickly on the last one is seen within a fraction of a millisecond,
   while a rank that waits for seconds wakes only every ``max_sleep_s``;
+* with ``max_message_bytes``, a message announced larger than that is never given a buffer
+  of its size: it is received into an empty one (MPI discards it as truncated) and recorded
+  in :attr:`MPITransport.refused` as ``(source, size)``, for the caller to drop the sender;
 * a transfer that MPI reports as failed — typically a peer that died mid-message, which
   MPICH's single-copy path reports as ``process_vm_readv failed`` — is dropped and counted
   (``lost_receives`` / ``lost_sends``): to the protocol that peer simply went silent;
@@ -58,7 +61,8 @@ class MPITransport(Transport):
 
     ``tag`` selects the channel; ``min_sleep_s`` / ``max_sleep_s`` bound the back-off of
     :meth:`wait` (see :func:`idle_sleep_s`); ``close_grace_s`` is how long :meth:`close` lets
-    pending sends finish.
+    pending sends finish; ``max_message_bytes`` (default: no cap) bounds what a peer can
+    make this endpoint allocate.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class MPITransport(Transport):
         min_sleep_s: float = MIN_SLEEP_S,
         max_sleep_s: float = MAX_SLEEP_S,
         close_grace_s: float = 2.0,
+        max_message_bytes: int | None = None,
     ):
         if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
             raise ConfigurationError(f"comm={comm!r}: must be an mpi4py communicator")
@@ -81,6 +86,10 @@ class MPITransport(Transport):
             )
         if close_grace_s < 0:
             raise ConfigurationError(f"close_grace_s={close_grace_s!r}: must be >= 0")
+        if max_message_bytes is not None and (
+                not isinstance(max_message_bytes, int) or max_message_bytes < 0):
+            raise ConfigurationError(
+                f"max_message_bytes={max_message_bytes!r}: must be an integer >= 0, or None")
         self.comm = comm
         self.tag = tag
         self.party_id = comm.Get_rank()
@@ -89,8 +98,10 @@ class MPITransport(Transport):
         self.max_sleep_s = max_sleep_s
         self.close_grace_s = close_grace_s
         self.closed = False
+        self.max_message_bytes = max_message_bytes
         self.lost_sends = 0
         self.lost_receives = 0
+        self.refused: list[tuple[int, int]] = []
         self._sends: list[_Transfer] = []
         self._recvs: list[_Transfer] = []
         self._status = MPI.Status()
@@ -174,8 +185,11 @@ class MPITransport(Transport):
     def _post_receives(self) -> None:
         status = self._status
         while self.comm.Iprobe(MPI.ANY_SOURCE, self.tag, status):
-            source = status.Get_source()
-            buf = bytearray(status.Get_count(MPI.BYTE))
+            source, size = status.Get_source(), status.Get_count(MPI.BYTE)
+            oversized = self.max_message_bytes is not None and size > self.max_message_bytes
+            if oversized:
+                self.refused.append((source, size))
+            buf = bytearray(0 if oversized else size)
             # MPI is non-overtaking per (source, tag): this Irecv matches the probed message.
             request = self.comm.Irecv([buf, MPI.BYTE], source=source, tag=self.tag)
             self._recvs.append(_Transfer(source, buf, request))

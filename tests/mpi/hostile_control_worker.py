@@ -3,18 +3,21 @@
 ``python hostile_control_worker.py [fedsecure mpi-round options]`` runs the ordinary command
 (the same configuration as every other rank, so it passes the start-up agreement, and an
 honest party in the protocol), but in the wind-down it sends garbage on the runner's control
-tag to every other rank, and garbage to rank 0 instead of its statistics.
+tag to every other rank, and garbage to rank 0 instead of its statistics -- or, with
+``HOSTILE_CONTROL=huge``, a 16 MiB message.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from fedsecure.cli import main
 from fedsecure.runtime import mpi_runner
 from fedsecure.runtime.mpi_control import RankStats
 
-GARBAGE = b"\xc1\xff not a control message"
+GARBAGE = (bytes(16 << 20) if os.environ.get("HOSTILE_CONTROL") == "huge"
+           else b"\xc1\xff not a control message")
 _encode_control = mpi_runner.encode_control
 _finish_client = mpi_runner._finish_client
 

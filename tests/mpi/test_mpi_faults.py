@@ -121,13 +121,18 @@ def _exists(pid: int) -> bool:
     return True
 
 
-def test_a_rank_sending_garbage_on_the_control_channel_is_dropped(launcher, tmp_path):
+@pytest.mark.parametrize("kind, reason", [
+    ("garbage", "undecodable control message"),
+    ("huge", "control message of 16777216 bytes (at most 65536)"),
+])
+def test_a_rank_sending_garbage_on_the_control_channel_is_dropped(launcher, tmp_path, kind,
+                                                                   reason):
     options = ["--protocol", "plaintext", "--dim", "50", "--deadline", "30",
                "--report-timeout", "30"]
     done = launcher.run(4, ["-m", "fedsecure", "mpi-round", *options,
                             "--out", str(tmp_path / "result.json")],
                         mpmd=[(1, [HOSTILE_WORKER, "mpi-round", *options])],
-                        timeout_s=JOB_BOUND_S)
+                        timeout_s=JOB_BOUND_S, HOSTILE_CONTROL=kind)
     context = f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert done.returncode == LOST_RANK_EXIT_STATUS, context
     report = json.loads((tmp_path / "result.json").read_text())
@@ -137,6 +142,6 @@ def test_a_rank_sending_garbage_on_the_control_channel_is_dropped(launcher, tmp_
     assert list(report["bad_control"]) == ["4"] and report["missing_reports"] == [4]
     assert report["ranks"][4]["status"] == "bad control message"
     assert [r["status"] for r in report["ranks"][1:4]] == ["finished"] * 3
-    assert "undecodable control message" in report["bad_control"]["4"]
+    assert reason in report["bad_control"]["4"]
     assert "dropped rank 4 from the wind-down" in done.stdout
     assert "Traceback" not in done.stderr, context

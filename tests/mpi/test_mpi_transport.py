@@ -76,6 +76,8 @@ def test_bad_construction_is_refused(MPI):
         MPITransport(MPI.COMM_SELF, tag=-3)
     with pytest.raises(ConfigurationError, match="sleep"):
         MPITransport(MPI.COMM_SELF, min_sleep_s=0.5, max_sleep_s=0.1)
+    with pytest.raises(ConfigurationError, match="max_message_bytes"):
+        MPITransport(MPI.COMM_SELF, max_message_bytes=-1)
 
 
 def test_wait_sleeps_instead_of_spinning(solo):
@@ -91,6 +93,26 @@ def test_wait_returns_early_when_something_arrived(solo):
     solo.wait(5.0)
     assert time.monotonic() - began < 1.0
     assert solo.poll() == [(0, b"here")]
+
+
+def test_an_oversized_message_is_refused_without_a_buffer_of_its_size(MPI):
+    from fedsecure.transport.mpi import MPITransport
+
+    comm = MPI.COMM_SELF.Dup()
+    capped = MPITransport(comm, max_message_bytes=1000, close_grace_s=0.2)
+    capped.send(0, bytes(5_000_000))
+    capped.send(0, b"small enough")
+    got = []
+    for _ in range(200):
+        got += capped.poll()
+        if got:
+            break
+        capped.wait(0.01)
+    assert got == [(0, b"small enough")]  # the big one is gone, the next one still arrives
+    assert capped.refused == [(0, 5_000_000)]
+    assert capped.lost_receives == 1
+    capped.close()
+    comm.Free()
 
 
 def test_channels_on_different_tags_do_not_mix(MPI):
