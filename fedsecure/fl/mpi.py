@@ -36,10 +36,10 @@ then every rank finalizes MPI.  On the CPU a client's delta is bit for bit the i
 loop's for the same global model, so an MPI run follows the in-process run up to the
 aggregation protocol's own rounding (none for ``plaintext``, the quantization error for the
 masking protocols).  A rank that stops reporting ends the run after the round in which it
-went missing: rank 0 says so, tells the others, and every rank leaves without finalizing MPI
-(the checkpoint holds every finished round; ``fedsecure train --resume`` continues the run in
-one process).  mpi4py is imported only when a job runs, so this module loads without
-the ``mpi`` extra.
+went missing: rank 0 says so, tells the others, and ends the job with ``MPI_Abort`` (status
+75; it also ends a rank that hangs).  The checkpoint holds every finished round, and
+``fedsecure train --resume`` continues the run in one process.  mpi4py is imported only when
+a job runs, so this module loads without the ``mpi`` extra.
 """
 
 from __future__ import annotations
@@ -269,7 +269,8 @@ def _serve(fed: loop.Federation, comm, channel: _Channel, on_round
     clean = result is not None and not server.missing
     for rank in server.clients:
         channel.send(rank, TrainingOver(rounds=server.played, clean=clean))
-    return RankOutcome(SERVER_ID, 0 if result is not None else 1, clean=clean), result
+    return RankOutcome(SERVER_ID, 0 if result is not None else 1, clean=clean,
+                       end_job=not clean), result
 
 
 # --------------------------------------------------------------------------- client ranks

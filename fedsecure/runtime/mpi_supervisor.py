@@ -101,7 +101,10 @@ def _wait_for(child: int, command: str) -> int:
     if os.WIFEXITED(status):
         return os.WEXITSTATUS(status)
     signum = os.WTERMSIG(status)
-    print(f"fedsecure {command}: rank {launched_rank()}: process {child} was killed by "
-          f"{signal.Signals(signum).name}; the other ranks go on without it",
-          file=sys.stderr, flush=True)
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:  # a real-time signal has no name
+        name = f"signal {signum}"
+    print(f"fedsecure {command}: rank {launched_rank()}: process {child} was killed by {name};"
+          " the other ranks go on without it", file=sys.stderr, flush=True)
     return 128 + signum
