@@ -2,6 +2,9 @@
 
 Run as benchmarks:  pytest benchmarks/bench_mpi.py --benchmark-only
 Record a JSON file: python benchmarks/bench_mpi.py --out benchmarks/results/mpi_overhead.json
+Before vs after:    python benchmarks/bench_mpi.py --out before_after.json --baseline OLD_TREE
+                    (OLD_TREE: another checkout, e.g. ``git worktree add /tmp/old HEAD~3``;
+                    its MPI round is measured in the same run, each case interleaved)
 
 For each (protocol, n, d) the MPI side is ``mpirun -n n+1 python -m fedsecure mpi-round`` and
 its time is rank 0's *round* time (its driver from first step to result: no process start,
@@ -13,6 +16,14 @@ core with no transport; under MPI the parties run in parallel (on as many cores 
 are) but pay for message passing, polling latency and process scheduling — on a machine
 with fewer cores than ranks the ratio is mostly about oversubscription.  No faults: a
 deadline would dominate both.
+
+Where a small MPI round's fixed cost went (traced per rank, plaintext d = 1e4, 8 ranks on 2
+cores): not into message passing itself but into *noticing* -- ranks slept up to 5 ms between
+probes, so each hop (and each relay step of the start-up collectives, which a sleeping rank
+only advances when it wakes) waited a few ms; the clients learnt the session up to ~20 ms
+after rank 0.  The transport now sleeps a fraction (5 %) of the time it has been idle
+(``fedsecure.transport.mpi.idle_sleep_s``, 0.2 ms to 10 ms), which cut that round from
+~25 ms to ~7 ms without busy polling.
 """
 
 from __future__ import annotations
@@ -44,13 +55,14 @@ def _case_id(case) -> str:
     return f"{protocol}-n{n}-d{d:.0e}".replace("+0", "")
 
 
-def mpi_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict:
-    """Launch the round ``repeats`` times; rank 0's round seconds and the launch wall time."""
+def mpi_round_seconds(protocol: str, n: int, d: int, repeats: int, repo: Path = REPO) -> dict:
+    """Launch the round ``repeats`` times with the fedsecure tree ``repo``; rank 0's round
+    seconds and the launch wall time."""
     launcher = shutil.which("mpirun") or shutil.which("mpiexec")
     if launcher is None:
         raise RuntimeError("no mpirun/mpiexec on PATH (pip install 'fedsecure[mpi]')")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
+        p for p in (str(repo), os.environ.get("PYTHONPATH")) if p))
     rounds, launches, reports = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "round.json"
@@ -60,7 +72,7 @@ def mpi_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict:
                 [launcher, "-n", str(n + 1), sys.executable, "-m", "fedsecure", "mpi-round",
                  "--protocol", protocol, "--dim", str(d), "--deadline", "120",
                  "--out", str(out)],
-                cwd=REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
+                cwd=repo, env=env, capture_output=True, text=True, timeout=600, check=False)
             launches.append(time.perf_counter() - began)
             if done.returncode != 0:
                 raise RuntimeError(f"mpi-round failed ({done.returncode}):\n{done.stderr}")
@@ -95,11 +107,17 @@ def simulated_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict
             "bytes_total": report.bytes_total}
 
 
-def measure(protocol: str, n: int, d: int, repeats: int = 3) -> dict:
+def measure(protocol: str, n: int, d: int, repeats: int = 3, baseline: Path | None = None
+            ) -> dict:
     mpi = mpi_round_seconds(protocol, n, d, repeats)
     sim = simulated_round_seconds(protocol, n, d, repeats)
-    return {"protocol": protocol, "n_clients": n, "dim": d, "ranks": n + 1,
-            "mpi": mpi, "in_process": sim, "overhead_ratio": mpi["round_s"] / sim["round_s"]}
+    record = {"protocol": protocol, "n_clients": n, "dim": d, "ranks": n + 1,
+              "mpi": mpi, "in_process": sim, "overhead_ratio": mpi["round_s"] / sim["round_s"]}
+    if baseline is not None:
+        before = mpi_round_seconds(protocol, n, d, repeats, repo=baseline)
+        record.update(baseline_tree=str(baseline), baseline_mpi=before,
+                      baseline_overhead_ratio=before["round_s"] / sim["round_s"])
+    return record
 
 
 @pytest.mark.mpi
@@ -127,14 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="JSON file to write")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline", type=Path, metavar="TREE",
+                        help="also measure the MPI round of this fedsecure checkout (before)")
     args = parser.parse_args(argv)
     results = []
     for case in CASES:
-        record = measure(*case, repeats=args.repeats)
+        record = measure(*case, repeats=args.repeats, baseline=args.baseline)
         results.append(record)
+        before = ("" if args.baseline is None else
+                  f"   baseline mpi {record['baseline_mpi']['round_s']:.3f} s ratio"
+                  f" {record['baseline_overhead_ratio']:.2f}")
         print(f"{_case_id(case):<24} mpi {record['mpi']['round_s']:.3f} s   in-process "
-              f"{record['in_process']['round_s']:.3f} s   ratio {record['overhead_ratio']:.2f}",
-              flush=True)
+              f"{record['in_process']['round_s']:.3f} s   ratio {record['overhead_ratio']:.2f}"
+              f"{before}", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "benchmark": "mpi round vs in-process simulate_round",

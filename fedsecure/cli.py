@@ -3,7 +3,8 @@
 Each sub-command lives beside the code it drives and exposes ``register(subparsers)``; this
 module only collects them, so the CLI never imports an optional backend it does not run.
 Every expected failure is one line on stderr naming the value and the fix, with the exit
-status of :data:`EXIT_STATUS` (the table in docs/cli.md).
+status of :data:`EXIT_STATUS` (the table in docs/cli.md).  Under ``mpirun`` only rank 0 prints
+them (and argparse's messages); the other ranks exit quietly with the same status.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from fedsecure.errors import BackendUnavailable, ConfigurationError, ProtocolAborted
+from fedsecure.runtime.mpi_supervisor import is_lead_rank
 
 SUBCOMMAND_MODULES = (
     "fedsecure.runtime.simulate_cli",  # fedsecure simulate: one secure-aggregation round
@@ -46,6 +48,10 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def _print_message(self, message, file=None):
+        if is_lead_rank():  # one message per MPI job
+            super()._print_message(message, file)
 
     def error(self, message: str):
         self.exit(EXIT_STATUS["usage"],
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(prog: str, problem, kind: str) -> int:
-    print(f"{prog}: error: {problem}", file=sys.stderr, flush=True)
+    if is_lead_rank():
+        print(f"{prog}: error: {problem}", file=sys.stderr, flush=True)
     return EXIT_STATUS[kind]
 
 

@@ -9,11 +9,15 @@
 # Environment: MPIRUN (default: mpirun on PATH), PYTHON (default: this host's python3, by
 # absolute path: every host must have the same Python environment at the same path).
 # With MPICH (Hydra) the job is started with -disable-auto-cleanup, so it outlives a rank that
-# dies (--crash, or a real failure) and the survivors still finish the round; without it Hydra
-# kills every rank as soon as one exits.  See mpi_launch/README.md and docs/mpi.md.
+# dies (--crash, a signal, or a real failure) and the survivors still finish the round; without
+# it Hydra kills every rank as soon as one exits.  Exit status: mpirun's (0 round finished and
+# checked, 1 aborted or mismatch, 2 bad options, 75 a rank was lost), or 2 for a bad -n.
+# See mpi_launch/README.md and docs/mpi.md.
 set -euo pipefail
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+# The comment block above (every line from the second up to the first non-comment one).
+help_text() { sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; }
+usage() { help_text >&2; exit 2; }
 
 ranks="" hostfile="" iface=""
 while [ $# -gt 0 ]; do
@@ -21,7 +25,7 @@ while [ $# -gt 0 ]; do
     -n|--ranks) ranks="${2:?}"; shift 2 ;;
     -f|--hostfile) hostfile="${2:?}"; shift 2 ;;
     -i|--iface) iface="${2:?}"; shift 2 ;;
-    -h|--help) usage ;;
+    -h|--help) help_text; exit 0 ;;
     --) shift; break ;;
     *) break ;;
   esac

@@ -100,6 +100,10 @@ def _overrides(args) -> dict:
 
 
 def run(args) -> int:
+    if args.mpi:  # before torch: launch mistakes fail in a second, once per job
+        from fedsecure.fl.mpi_start import check_mpi_launch
+
+        check_mpi_launch(args)
     try:
         from fedsecure.fl import loop
         from fedsecure.fl.config import TrainConfig
@@ -118,9 +122,6 @@ def run(args) -> int:
         require(not extra, "resume", args.resume,
                 f"continues the saved configuration; only --rounds and --device may be given"
                 f" with it, not {extra}")
-        require(not args.mpi, "resume", args.resume,
-                "cannot be combined with --mpi yet; continue the run in one process (without"
-                " --mpi)")
         if not args.quiet:
             print(f"resuming {args.resume}", flush=True)
         result = loop.resume(args.resume, rounds=overrides.get("rounds"),
@@ -152,6 +153,9 @@ def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
     from fedsecure.fl.mpi import train_mpi
     from fedsecure.runtime.mpi_runner import run_rank
 
+    def print_now(text: str) -> None:
+        print(text, flush=True)
+
     def start(config) -> None:
         if not quiet:
             print(f"{_heading(config)}; rank 0 is the server, ranks 1..{config.clients} the"
@@ -161,7 +165,8 @@ def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
             " process (without --mpi)")
 
     def rank_part():
-        outcome, result = train_mpi(config, on_start=start, on_round=progress)
+        outcome, result = train_mpi(config, on_start=start, on_round=progress,
+                                    on_progress=None if quiet else print_now)
         if result is not None:
             _print_result(result, began)
         return outcome

@@ -36,10 +36,10 @@ then every rank finalizes MPI.  On the CPU a client's delta is bit for bit the i
 loop's for the same global model, so an MPI run follows the in-process run up to the
 aggregation protocol's own rounding (none for ``plaintext``, the quantization error for the
 masking protocols).  A rank that stops reporting ends the run after the round in which it
-went missing: rank 0 says so, tells the others, and every rank leaves without finalizing MPI
-(the checkpoint holds every finished round; ``fedsecure train --resume`` continues the run in
-one process).  mpi4py is imported only when a job runs, so this module loads without
-the ``mpi`` extra.
+went missing: rank 0 says so, tells the others, and ends the job with ``MPI_Abort`` (status
+75; it also ends a rank that hangs).  The checkpoint holds every finished round, and
+``fedsecure train --resume`` continues the run in one process.  mpi4py is imported only when
+a job runs, so this module loads without the ``mpi`` extra.
 """
 
 from __future__ import annotations
@@ -115,13 +115,14 @@ _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(TrainingMessage)
 
 
-def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None
-              ) -> tuple[RankOutcome, loop.TrainResult | None]:
+def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None,
+              on_progress=None) -> tuple[RankOutcome, loop.TrainResult | None]:
     """Run this rank's part of a training job; call it on every rank of ``comm`` (default
     ``MPI.COMM_WORLD``).
 
-    Rank 0 calls ``on_start(config)`` once every rank has agreed on the configuration and
-    ``on_round(row, config)`` after each round, and gets the
+    Rank 0 calls ``on_progress(text)`` at the steps of the start-up (data loaded, waiting for
+    the other ranks, first round), ``on_start(config)`` once every rank has agreed on the
+    configuration and ``on_round(row, config)`` after each round, and gets the
     :class:`~fedsecure.fl.loop.TrainResult`; the other ranks get None.  The outcome says how
     to end the rank (:func:`~fedsecure.runtime.mpi_runner.shutdown`).
     """
@@ -129,11 +130,15 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None
 
     comm = comm if comm is not None else MPI.COMM_WORLD
     rank, world = comm.Get_rank(), comm.Get_size()
+    say = on_progress if rank == SERVER_ID and on_progress is not None else (lambda _: None)
     fed, error = None, None
     try:
         fed = _preflight(config, rank, world)
     except (ConfigurationError, BackendUnavailable) as exc:
         error = str(exc)
+    if fed is not None:
+        say(f"rank 0: {len(fed.dataset.y_train)} training samples and the model are ready;"
+            f" waiting for the {world - 1} client ranks")
     agree_on_configuration(comm, bytes(DIGEST_BYTES) if fed is None else _digest(fed, world),
                            what="training configuration or data", timeout_s=WAIT_TIMEOUT_S,
                            error=error)
@@ -142,6 +147,7 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None
         if rank == SERVER_ID:
             if on_start is not None:
                 on_start(fed.config)
+            say("training: the first round also warms up every rank's kernels")
             return _serve(fed, comm, channel, on_round)
         return _train_shard(fed, comm, channel, rank), None
     finally:
@@ -151,7 +157,8 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None
 def _preflight(config: TrainConfig, rank: int, world: int) -> loop.Federation:
     require(config.clients == world - 1, "clients", config.clients,
             f"--mpi runs one client per client rank; this job has {world} ranks (rank 0 is the"
-            f" server), so it needs clients={world - 1}, or mpirun -n {config.clients + 1}")
+            f" server), so it trains {world - 1} clients: set clients = {world - 1}, or start"
+            f" it with mpirun -n {config.clients + 1}")
     require(config.fraction == 1.0, "fraction", config.fraction,
             "under --mpi every client rank trains in every round; use fraction=1.0")
     require(config.stragglers == 0, "stragglers", config.stragglers,
@@ -265,7 +272,8 @@ def _serve(fed: loop.Federation, comm, channel: _Channel, on_round
     clean = result is not None and not server.missing
     for rank in server.clients:
         channel.send(rank, TrainingOver(rounds=server.played, clean=clean))
-    return RankOutcome(SERVER_ID, 0 if result is not None else 1, clean=clean), result
+    return RankOutcome(SERVER_ID, 0 if result is not None else 1, clean=clean,
+                       end_job=not clean), result
 
 
 # --------------------------------------------------------------------------- client ranks

@@ -4,17 +4,25 @@ Run it under ``mpirun`` on every rank: ``mpirun -n N`` gives rank 0 the server a
 1..N-1 the clients.  Options may come from a ``--config`` file (TOML or JSON, see
 ``mpi_launch/configs/``); options given on the command line override it.  Every rank must see
 the same configuration (checked before the round starts).  Rank 0 prints the outcome and a
-per-rank table and, with ``--out``, writes the JSON report.  Exit status: 0 when the round
-finished and its aggregate matches the plain sum of the survivors, 1 otherwise; a rank killed
-by ``--crash`` exits with 75 (use ``mpirun -disable-auto-cleanup``, or mpirun kills the job).
+per-rank table and, with ``--out``, writes the JSON report.  Start it with ``mpirun
+-disable-auto-cleanup`` (or ``mpi_launch/run_round.sh``) so the job outlives a rank that dies.
+
+Exit status (of mpirun): 0 the round finished, its aggregate matches the plain sum of the
+survivors and every rank reported; 1 the round aborted or the aggregate did not match; 2 a
+configuration error (printed once, by rank 0, before the round); 75 a rank was lost (crashed,
+killed by a signal, hung or sent a bad control message): rank 0 wrote the report and ended
+the job -- the report says how the round went.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from fedsecure.config import require
 from fedsecure.errors import BackendUnavailable, ConfigurationError
+from fedsecure.runtime.mpi_supervisor import launched_world_size, supervise
 
 
 def register(subparsers) -> None:
@@ -51,6 +59,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="FILE", help="rank 0 writes the JSON report here")
     p.add_argument("--save-aggregate", dest="aggregate", metavar="FILE.npy",
                    help="rank 0 saves the weighted sum (NumPy .npy) here")
+    p.add_argument("--pid-dir", dest="pid_dir", metavar="DIR",
+                   help="each rank writes its process id to DIR/rank<R>.pid when the round"
+                   " starts (to signal a rank from outside)")
     p.set_defaults(run=run)
 
 
@@ -81,12 +92,38 @@ def build_config(args):
 
 
 def run(args) -> int:
-    config = build_config(args)  # before MPI starts: a bad option fails fast on every rank
+    supervise("mpi-round")  # before MPI starts: a rank killed by a signal is then a dropout
     try:
-        import mpi4py.MPI  # noqa: F401  (initializes MPI)
+        config, error = build_config(args), None  # before MPI: a bad option fails fast
+    except ConfigurationError as exc:
+        if launched_world_size() is None:
+            raise  # not under mpirun: nothing to agree with
+        config, error = None, str(exc)
+    try:
+        from mpi4py import MPI
     except ImportError:
         raise BackendUnavailable("mpi4py", "mpi") from None
-    from fedsecure.runtime.mpi_runner import run_mpi_round, run_rank
+    from fedsecure.runtime.mpi_config import MPIRoundConfig
+    from fedsecure.runtime.mpi_runner import (
+        DIGEST_BYTES,
+        agree_on_configuration,
+        run_mpi_round,
+        run_rank,
+    )
 
-    return run_rank(lambda: run_mpi_round(config, out_path=args.out,
+    # Every rank takes part, so a rank whose options failed (e.g. a config file missing on
+    # its host) stops all of them with its message instead of leaving them waiting.
+    world = MPI.COMM_WORLD
+    agree_on_configuration(world, bytes(DIGEST_BYTES) if config is None
+                           else config.digest(world.Get_size()), what="round configuration",
+                           timeout_s=(config or MPIRoundConfig()).round_timeout_s, error=error)
+    on_start = None if args.pid_dir is None else (lambda rank: _write_pid(args.pid_dir, rank))
+    return run_rank(lambda: run_mpi_round(config, out_path=args.out, on_start=on_start,
                                           aggregate_path=args.aggregate))
+
+
+def _write_pid(pid_dir: str, rank: int) -> None:
+    path = Path(pid_dir) / f"rank{rank}.pid"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(f"{os.getpid()}\n")
+    temporary.replace(path)  # appears whole: a reader never sees a partial number

@@ -16,19 +16,27 @@ One round, per rank:
    ``Iallgather`` of the digests makes every rank refuse a mismatch the same way; rank 0
    draws the session id and ``Ibcast`` s it.
 3. **Run** the party: rank 0 the server, rank r client r.
-4. **Wind down**, point to point only, so a dead rank cannot hang anyone:
-   rank 0 sends ``round_over`` to every client (a client still waiting — silent, dropped —
-   stops); each client sends its ``stats`` (JSON) to rank 0; rank 0 waits for the stats of
-   every rank not scheduled to crash (at most ``report_timeout_s``), prints and writes the
-   report, then sends ``final`` to every client that reported, saying whether *all* did.
-5. **Shut down** (:func:`shutdown`): if every rank reported, ``MPI_Finalize``; otherwise flush
-   and ``os._exit``, because ``MPI_Finalize`` waits for every rank of the job, the dead one
-   included.
+4. **Wind down**, point to point only, so a dead rank cannot hang anyone, with typed control
+   messages (:mod:`fedsecure.runtime.mpi_control`): rank 0 sends ``RoundOver`` to every
+   client (a client still waiting -- silent, dropped -- stops); each client sends its
+   ``RankStats`` to rank 0; rank 0 waits for the statistics of every rank not scheduled to
+   crash (at most ``report_timeout_s``), prints and writes the report, then sends ``Final`` to
+   every client that reported, saying whether *all* did.  A control message that does not
+   decode, is too large, names another session or another rank is that rank's dropout
+   (``bad control message`` in the report), never an abort of the job.
+5. **Shut down** (:func:`shutdown`): if every rank reported, ``MPI_Finalize``.  Otherwise a
+   rank was lost -- dead, hung (e.g. SIGSTOPped) or misbehaving -- and nobody can tell which
+   from here: ``MPI_Finalize`` would wait for it forever.  The clients that reported leave
+   with ``os._exit``; rank 0, once its report is out, ends the job with
+   ``MPI_Abort(LOST_RANK_EXIT_STATUS)``, which kills whatever is still running, so ``mpirun``
+   exits within the round's deadlines plus ``report_timeout_s``, with status 75.
 
 An injected ``Crash`` really ends the rank's process (``os._exit(CRASH_EXIT_STATUS)``) just
-before it would send the named message.  Under MPICH the job survives that only when started
-with ``mpirun -disable-auto-cleanup``; without it, Hydra kills every rank as soon as one exits
-without finalizing (see ``docs/mpi.md``).
+before it would send the named message.  A rank killed by a signal from outside is a dropout
+too, when the CLI's supervisor (:mod:`fedsecure.runtime.mpi_supervisor`) runs it: MPICH's
+Hydra kills the whole job when a rank dies *by a signal*, but not when a process *exits*.
+Either way the job must be started with ``mpirun -disable-auto-cleanup``; without it, Hydra
+kills every rank as soon as one exits without finalizing (see ``docs/mpi.md``).
 
 mpi4py is imported only when a round runs; the configuration and the synthetic inputs live in
 :mod:`fedsecure.runtime.mpi_config`, usable without the ``mpi`` extra.
@@ -36,6 +44,7 @@ mpi4py is imported only when a round runs; the configuration and the synthetic i
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -65,13 +74,30 @@ from fedsecure.runtime.mpi_config import (
     plain_sum,
     synthetic_update,
 )
+from fedsecure.runtime.mpi_control import (
+    MAX_CONTROL_BYTES,
+    Final,
+    RankStats,
+    RoundOver,
+    decode_control,
+    encode_control,
+    stats_as_dict,
+)
 from fedsecure.runtime.transport import Transport
 
 CONTROL_TAG = 2
-"""MPI tag of the runner's own messages (round_over, stats, final); protocol data uses 1."""
+"""MPI tag of the runner's own messages (RoundOver, RankStats, Final); protocol data uses 1."""
 
 CRASH_EXIT_STATUS = 75
 """Exit status of a rank killed by an injected ``Crash`` (``mpirun`` passes it on)."""
+
+FINALIZE_TIMEOUT_S = 30.0
+"""How long :func:`shutdown` lets ``MPI_Finalize`` take before giving up on it."""
+
+LOST_RANK_EXIT_STATUS = CRASH_EXIT_STATUS
+"""Status of the job (``MPI_Abort`` by rank 0) when a rank was lost: it did not report after
+the round -- crashed, killed, hung or sent a bad control message.  The report says whether
+the round itself finished."""
 
 # --------------------------------------------------------------------------- the round
 
@@ -87,6 +113,9 @@ class RankOutcome:
     clean: bool
     report: dict | None = None
     result: AggregateResult | None = None
+    end_job: bool = False
+    """When not ``clean``: end the whole job with ``MPI_Abort`` (rank 0 after a lost rank; a
+    client that lost rank 0), which also kills a hung rank."""
 
 
 class _UntilRoundOver(Transport):
@@ -94,9 +123,10 @@ class _UntilRoundOver(Transport):
     a client that waits for a message that will never come (it was dropped, or is silent)
     stops: ``alive`` turns False and ``run_party`` returns."""
 
-    def __init__(self, data: Transport, control: Transport):
+    def __init__(self, data: Transport, control: Transport, session: bytes):
         self.data = data
         self.control = control
+        self.session = session
         self.party_id = data.party_id
         self.round_over = False
 
@@ -114,10 +144,26 @@ class _UntilRoundOver(Transport):
 
     @property
     def alive(self) -> bool:
-        for source, raw in self.control.poll():
-            if _decode_control(source, raw)["kind"] == "round_over" and source == SERVER_ID:
-                self.round_over = True
+        for _message in _from_rank_0(self.control, self.session, RoundOver):
+            self.round_over = True
         return not self.round_over
+
+
+def _from_rank_0(control: Transport, session: bytes, kind: type):
+    """The control messages of type ``kind`` from rank 0 that have arrived.  A client trusts
+    rank 0 for the wind-down only: anything from another rank, or that does not decode, is
+    ignored (a hostile client cannot end another client's round)."""
+    for source, raw in control.poll():
+        if source != SERVER_ID:
+            continue
+        try:
+            message = decode_control(source, raw, session)
+        except MalformedMessage as exc:
+            print(f"fedsecure mpi-round: rank {control.party_id}: ignored a control message"
+                  f" from rank 0: {exc}", file=sys.stderr, flush=True)
+            continue
+        if isinstance(message, kind):
+            yield message
 
 
 def run_mpi_round(
@@ -130,6 +176,7 @@ def run_mpi_round(
     aggregate_path: str | None = None,
     stdout=None,
     clock: Callable[[], float] = time.monotonic,
+    on_start: Callable[[int], None] | None = None,
 ) -> RankOutcome:
     """Run this rank's part of one round (call it on every rank of ``comm``).
 
@@ -138,7 +185,9 @@ def run_mpi_round(
     survivors computed with ``reference_update`` (default: ``produce_update`` when that is the
     synthetic default, else no check).  Rank 0 prints the outcome and a per-rank table to
     ``stdout``, writes the JSON report to ``out_path`` and the weighted sum (``.npy``) to
-    ``aggregate_path`` if given.  Does not finalize MPI: pass the outcome to :func:`shutdown`.
+    ``aggregate_path`` if given.  ``on_start(rank)`` is called on every rank once the ranks
+    have agreed and the round begins (the CLI's ``--pid-dir`` writes the rank's process id
+    there).  Does not finalize MPI: pass the outcome to :func:`shutdown`.
     """
     from mpi4py import MPI
 
@@ -159,28 +208,30 @@ def run_mpi_round(
     started = clock()
     aggregator = config.aggregator(n, session)
     data = MPITransport(comm)
-    control = MPITransport(comm, tag=CONTROL_TAG)
+    control = MPITransport(comm, tag=CONTROL_TAG, max_message_bytes=MAX_CONTROL_BYTES)
     events: list[tuple[int, Event]] = []
     if rank == SERVER_ID:
         party, endpoint = aggregator.server(), data
     else:
         party = aggregator.client(rank)
         party.set_input(*update)
-        endpoint = _UntilRoundOver(data, control)
+        endpoint = _UntilRoundOver(data, control, session)
     transport = FaultyTransport(endpoint, config.faults, clock,
                                 on_crash=lambda: _crash(rank, config))
     driver = PartyDriver(party, transport, session=session, deadlines=config.deadlines(),
                          clock=clock, on_event=lambda pid, ev: events.append((pid, ev)))
+    if on_start is not None:
+        on_start(rank)
     began = clock()
     run_party(driver)
-    stats = _rank_stats(rank, driver, events, config, clock() - began)
+    stats = _rank_stats(rank, driver, events, config, clock() - began, session)
 
     if rank == SERVER_ID:
         outcome = _finish_server(config, aggregator, party, events, stats, control,
                                  reference_update, stdout or sys.stdout, started, clock,
                                  out_path, aggregate_path)
     else:
-        outcome = _finish_client(rank, config, stats, control, started, clock)
+        outcome = _finish_client(rank, config, stats, endpoint, started, clock)
     data.close()
     control.close()
     comm.Free()  # a local operation in MPICH; without it a long job runs out of communicators
@@ -188,16 +239,24 @@ def run_mpi_round(
 
 
 def shutdown(outcome: RankOutcome) -> int:
-    """End this rank: ``MPI_Finalize`` when every rank is known alive, else flush and exit
-    at once (finalizing would wait forever for a dead rank).  Returns the exit status when it
-    returns at all."""
+    """End this rank: ``MPI_Finalize`` when every rank is known alive; else flush and exit at
+    once (finalizing would wait forever for a lost rank), ending the whole job with
+    ``MPI_Abort(LOST_RANK_EXIT_STATUS)`` when ``outcome.end_job`` (so a hung rank cannot keep
+    ``mpirun`` waiting).  Returns the exit status when it returns at all."""
     from mpi4py import MPI
 
-    if outcome.clean:
-        MPI.Finalize()
-        return outcome.exit_code
     sys.stdout.flush()
     sys.stderr.flush()
+    if outcome.clean:
+        # A rank that dies between its report and MPI_Finalize would hold every rank in
+        # MPI_Finalize forever; past FINALIZE_TIMEOUT_S the watchdog (a C thread: Finalize
+        # holds the GIL) dumps where this rank waits and exits with status 1.
+        faulthandler.dump_traceback_later(FINALIZE_TIMEOUT_S, exit=True)
+        MPI.Finalize()
+        faulthandler.cancel_dump_traceback_later()
+        return outcome.exit_code
+    if outcome.end_job:
+        MPI.COMM_WORLD.Abort(LOST_RANK_EXIT_STATUS)
     os._exit(outcome.exit_code)
 
 
@@ -282,14 +341,16 @@ def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
 
 
 def _complete(request, timeout_s: float) -> None:
-    """Wait for a start-up collective, sleeping between tests, at most ``timeout_s``."""
-    give_up_at = time.monotonic() + timeout_s
-    sleep_s = 0.0005
+    """Wait for a start-up collective, sleeping between tests (the transport's back-off: a
+    fraction of the time waited so far), at most ``timeout_s``."""
+    from fedsecure.transport.mpi import idle_sleep_s
+
+    began = time.monotonic()
     while not request.Test():
-        if time.monotonic() > give_up_at:
+        waited = time.monotonic() - began
+        if waited > timeout_s:
             raise ProtocolAborted(f"not every rank started within round_timeout_s={timeout_s}")
-        time.sleep(sleep_s)
-        sleep_s = min(2 * sleep_s, 0.005)
+        time.sleep(idle_sleep_s(waited))
 
 
 def _warm_up(config: MPIRoundConfig, n: int) -> None:
@@ -310,22 +371,7 @@ def _crash(rank: int, config: MPIRoundConfig) -> None:
     os._exit(CRASH_EXIT_STATUS)
 
 
-def _encode_control(kind: str, **fields) -> bytes:
-    return json.dumps({"kind": kind, **fields}).encode()
-
-
-def _decode_control(source: int, raw: bytes) -> dict:
-    try:
-        message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedMessage("undecodable control message", source) from None
-    if not isinstance(message, dict) or message.get("kind") not in ("round_over", "stats",
-                                                                     "final"):
-        raise MalformedMessage(f"unknown control message {str(message)[:80]}", source)
-    return message
-
-
-def _rank_stats(rank, driver, events, config, round_s) -> dict:
+def _rank_stats(rank, driver, events, config, round_s, session) -> RankStats:
     party = driver.party
     aborted = next((ev.reason for pid, ev in events
                     if pid == rank and isinstance(ev, RoundAborted)), None)
@@ -338,51 +384,78 @@ def _rank_stats(rank, driver, events, config, round_s) -> dict:
     else:
         status = "stopped at round end"
     s = driver.stats
-    return {
-        "rank": rank, "role": "server" if rank == SERVER_ID else "client", "status": status,
-        "fault": config.faults_of(rank),
-        "round_s": round_s, "compute_s": s.total_seconds, "cpu_s": s.total_cpu_seconds,
-        "bytes_sent": s.total_bytes_sent, "bytes_received": s.total_bytes_received,
-        "seconds_by_phase": dict(s.seconds_by_phase),
-        "cpu_seconds_by_phase": dict(s.cpu_seconds_by_phase),
-        "bytes_sent_by_message": dict(s.bytes_sent),
-    }
+    return RankStats(
+        session=session, rank=rank, role="server" if rank == SERVER_ID else "client",
+        status=status, fault=config.faults_of(rank), round_s=round_s,
+        compute_s=s.total_seconds, cpu_s=s.total_cpu_seconds,
+        bytes_sent=s.total_bytes_sent, bytes_received=s.total_bytes_received,
+        seconds_by_phase=dict(s.seconds_by_phase),
+        cpu_seconds_by_phase=dict(s.cpu_seconds_by_phase),
+        bytes_sent_by_message=dict(s.bytes_sent))
 
 
-def _finish_client(rank, config, stats, control, started, clock) -> RankOutcome:
-    control.send(SERVER_ID, _encode_control("stats", stats=stats))
+def _finish_client(rank, config, stats, endpoint: _UntilRoundOver, started, clock
+                   ) -> RankOutcome:
+    """Report once the round is over (so a rank that dies during the round, even after its
+    own part, is always missing from the report), then wait for ``Final``."""
     give_up_at = started + config.round_timeout_s
+    control, session = endpoint.control, endpoint.session
+    reported = False
     while clock() < give_up_at:
-        for source, raw in control.poll():
-            message = _decode_control(source, raw)
-            if source == SERVER_ID and message["kind"] == "final":
-                return RankOutcome(rank, 0, clean=bool(message.get("clean")))
+        if not reported and not endpoint.alive:  # RoundOver has arrived
+            control.send(SERVER_ID, encode_control(stats))
+            reported = True
+        if reported:
+            for final in _from_rank_0(control, session, Final):
+                return RankOutcome(rank, 0, clean=final.clean)
         control.wait(min(0.05, max(0.0, give_up_at - clock())))
     print(f"fedsecure mpi-round: rank {rank}: no word from rank 0 within round_timeout_s="
-          f"{config.round_timeout_s}", file=sys.stderr, flush=True)
-    return RankOutcome(rank, 1, clean=False)
+          f"{config.round_timeout_s}; ending the job", file=sys.stderr, flush=True)
+    return RankOutcome(rank, 1, clean=False, end_job=True)
+
+
+def _collect_stats(config, n, session, control, clock) -> tuple[dict[int, RankStats],
+                                                                 dict[int, str]]:
+    """Rank 0 gathers the clients' statistics until every rank expected alive has reported,
+    at most ``report_timeout_s``; a rank whose control message is bad is dropped (reason)."""
+    reports: dict[int, RankStats] = {}
+    bad: dict[int, str] = {}
+    expected = set(range(1, n + 1)) - config.crashing_ranks()
+    give_up_at = clock() + config.report_timeout_s
+    while True:
+        for source, raw in control.poll():
+            if source in bad or source in reports:
+                continue  # a rank reports once; anything after that is ignored
+            try:
+                message = decode_control(source, raw, session)
+                if not isinstance(message, RankStats) or not 1 <= source <= n:
+                    raise MalformedMessage(f"unexpected {type(message).__name__}", source)
+            except MalformedMessage as exc:
+                bad[source] = str(exc)
+                continue
+            reports[source] = message
+        for source, size in control.refused:  # never received: too large to take
+            if source not in reports:
+                bad.setdefault(source, f"control message of {size} bytes (at most"
+                                       f" {MAX_CONTROL_BYTES})")
+        if expected <= reports.keys() | bad.keys() or clock() >= give_up_at:
+            return reports, bad
+        control.wait(min(0.05, max(0.0, give_up_at - clock())))
 
 
 def _finish_server(config, aggregator, server, events, stats, control, reference_update,
                    stdout, started, clock, out_path, aggregate_path) -> RankOutcome:
     n = aggregator.spec.n_clients
+    session = aggregator.session
     outcome = "aborted" if server.aborted is not None else "finished"
     for client in range(1, n + 1):
-        control.send(client, _encode_control("round_over", outcome=outcome))
-    reports = {SERVER_ID: stats}
-    expected = set(range(1, n + 1)) - config.crashing_ranks()
-    give_up_at = clock() + config.report_timeout_s
-    while True:
-        for source, raw in control.poll():
-            message = _decode_control(source, raw)
-            if message["kind"] == "stats" and 1 <= source <= n:
-                reports[source] = message["stats"]
-        if expected <= reports.keys() or clock() >= give_up_at:
-            break
-        control.wait(min(0.05, max(0.0, give_up_at - clock())))
+        control.send(client, encode_control(RoundOver(session=session, outcome=outcome)))
+    reports, bad = _collect_stats(config, n, session, control, clock)
+    reports[SERVER_ID] = stats
     missing = [r for r in range(1, n + 1) if r not in reports]
 
-    report = _round_report(config, aggregator, server, events, reports, missing,
+    report = _round_report(config, aggregator, server, events,
+                           {r: stats_as_dict(s) for r, s in reports.items()}, bad, missing,
                            reference_update, clock() - started)
     print(format_summary(report), file=stdout, flush=True)
     if out_path:  # written before anyone is told to exit
@@ -393,14 +466,15 @@ def _finish_server(config, aggregator, server, events, stats, control, reference
     clean = not missing
     for client in sorted(reports):
         if client != SERVER_ID:
-            control.send(client, _encode_control("final", clean=clean))
+            control.send(client, encode_control(Final(session=session, clean=clean)))
     check = report["check"]
     ok = outcome == "finished" and (check is None or check["ok"])
     return RankOutcome(SERVER_ID, 0 if ok else 1, clean=clean, report=report,
-                       result=None if server.aborted is not None else server.result())
+                       result=None if server.aborted is not None else server.result(),
+                       end_job=not clean)
 
 
-def _round_report(config, aggregator, server, events, reports, missing, reference_update,
+def _round_report(config, aggregator, server, events, reports, bad, missing, reference_update,
                   wall_s) -> dict:
     n = aggregator.spec.n_clients
     dropouts = [{"client": ev.client, "phase": ev.phase, "reason": ev.reason}
@@ -411,10 +485,12 @@ def _round_report(config, aggregator, server, events, reports, missing, referenc
         "outcome": "finished", "error": None, "survivors": [], "dropped": [],
         "dropouts": dropouts, "check": None, "round_s": reports[SERVER_ID]["round_s"],
         "wall_s": wall_s,
-        "ranks": [reports.get(r, {"rank": r, "role": "client", "status": "no report",
-                                  "fault": config.faults_of(r)})
+        "ranks": [reports.get(r, {"rank": r, "role": "client",
+                                  "status": "bad control message" if r in bad else "no report",
+                                  "fault": config.faults_of(r), "error": bad.get(r)})
                   for r in range(n + 1)],
-        "missing_reports": missing, "clean_shutdown": not missing,
+        "missing_reports": missing, "bad_control": {str(r): bad[r] for r in sorted(bad)},
+        "clean_shutdown": not missing,
         "quantization_error": aggregator.quantization_error,
         "bytes_total": sum(r.get("bytes_sent", 0) for r in reports.values()),
         "phase_seconds": _phase_seconds(reports),
@@ -467,6 +543,8 @@ def format_summary(report: dict) -> str:
                          f"{'OK' if check['ok'] else 'MISMATCH'}")
     for d in report["dropouts"]:
         lines.append(f"  dropped client {d['client']} in {d['phase']}: {d['reason']}")
+    for rank, reason in report["bad_control"].items():
+        lines.append(f"  dropped rank {rank} from the wind-down: {reason}")
     lines.append(f"{'rank':>4}  {'role':<6} {'status':<22} {'fault':<24}"
                  f"{'sent B':>10}{'recv B':>10}{'cpu s':>8}{'round s':>9}")
     for r in report["ranks"]:
@@ -480,5 +558,6 @@ def format_summary(report: dict) -> str:
     lines.append(f"round {report['round_s']:.2f} s (rank 0), {report['wall_s']:.2f} s with the "
                  "wind-down; "
                  + ("every rank reported" if report["clean_shutdown"]
-                    else f"no report from ranks {report['missing_reports']} (dead?)"))
+                    else f"no report from ranks {report['missing_reports']} (dead, hung or"
+                         " bad): ending the job"))
     return "\n".join(lines)

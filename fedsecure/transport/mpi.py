@@ -9,8 +9,14 @@ nothing is ever pickled.  The transport never blocks on a peer:
   ``Get_count`` and posts an ``Irecv`` into it.  A receive is never a blocking ``Recv``: a large
   (rendezvous) message whose sender died after announcing it would otherwise hang this rank
   forever.  Completed receives are returned in arrival order per sender;
-* :meth:`MPITransport.wait` sleeps with exponential back-off between probes, so an
-  oversubscribed machine (more ranks than cores) is not burnt by busy polling;
+* :meth:`MPITransport.wait` sleeps between probes, so an oversubscribed machine (more ranks
+  than cores) is not burnt by busy polling.  Each sleep is a fixed fraction of how long the
+  endpoint has been idle (:func:`idle_sleep_s`, within ``[min_sleep_s, max_sleep_s]``): a
+  message that follows quickly on the last one is seen within a fraction of a millisecond,
+  while a rank that waits for seconds wakes only every ``max_sleep_s``;
+* with ``max_message_bytes``, a message announced larger than that is never given a buffer
+  of its size: it is received into an empty one (MPI discards it as truncated) and recorded
+  in :attr:`MPITransport.refused` as ``(source, size)``, for the caller to drop the sender;
 * a transfer that MPI reports as failed — typically a peer that died mid-message, which
   MPICH's single-copy path reports as ``process_vm_readv failed`` — is dropped and counted
   (``lost_receives`` / ``lost_sends``): to the protocol that peer simply went silent;
@@ -37,12 +43,26 @@ except ImportError:  # pragma: no cover - exercised only where the extra is miss
 DATA_TAG = 1
 """The MPI tag protocol messages travel on (the runner's control channel uses others)."""
 
+MIN_SLEEP_S = 0.0002
+MAX_SLEEP_S = 0.01
+IDLE_FRACTION = 0.05
+"""Default back-off: sleep 5 % of the time waited so far, between 0.2 ms and 10 ms."""
+
+
+def idle_sleep_s(idle_s: float, min_sleep_s: float = MIN_SLEEP_S,
+                 max_sleep_s: float = MAX_SLEEP_S, fraction: float = IDLE_FRACTION) -> float:
+    """How long to sleep before the next probe after ``idle_s`` seconds without news: the
+    latency this adds is at most ``fraction`` of the wait so far (bounded below and above)."""
+    return min(max_sleep_s, max(min_sleep_s, fraction * idle_s))
+
 
 class MPITransport(Transport):
     """One party's endpoint on an MPI communicator; its party id is its rank.
 
     ``tag`` selects the channel; ``min_sleep_s`` / ``max_sleep_s`` bound the back-off of
-    :meth:`wait`; ``close_grace_s`` is how long :meth:`close` lets pending sends finish.
+    :meth:`wait` (see :func:`idle_sleep_s`); ``close_grace_s`` is how long :meth:`close` lets
+    pending sends finish; ``max_message_bytes`` (default: no cap) bounds what a peer can
+    make this endpoint allocate.
     """
 
     def __init__(
@@ -50,9 +70,10 @@ class MPITransport(Transport):
         comm,
         *,
         tag: int = DATA_TAG,
-        min_sleep_s: float = 0.0002,
-        max_sleep_s: float = 0.005,
+        min_sleep_s: float = MIN_SLEEP_S,
+        max_sleep_s: float = MAX_SLEEP_S,
         close_grace_s: float = 2.0,
+        max_message_bytes: int | None = None,
     ):
         if not isinstance(comm, MPI.Comm) or comm == MPI.COMM_NULL:
             raise ConfigurationError(f"comm={comm!r}: must be an mpi4py communicator")
@@ -65,6 +86,10 @@ class MPITransport(Transport):
             )
         if close_grace_s < 0:
             raise ConfigurationError(f"close_grace_s={close_grace_s!r}: must be >= 0")
+        if max_message_bytes is not None and (
+                not isinstance(max_message_bytes, int) or max_message_bytes < 0):
+            raise ConfigurationError(
+                f"max_message_bytes={max_message_bytes!r}: must be an integer >= 0, or None")
         self.comm = comm
         self.tag = tag
         self.party_id = comm.Get_rank()
@@ -73,11 +98,14 @@ class MPITransport(Transport):
         self.max_sleep_s = max_sleep_s
         self.close_grace_s = close_grace_s
         self.closed = False
+        self.max_message_bytes = max_message_bytes
         self.lost_sends = 0
         self.lost_receives = 0
+        self.refused: list[tuple[int, int]] = []
         self._sends: list[_Transfer] = []
         self._recvs: list[_Transfer] = []
         self._status = MPI.Status()
+        self._last_news = time.monotonic()  # the last send or arrival: the back-off's origin
 
     # ------------------------------------------------------------------ Transport interface
 
@@ -94,6 +122,7 @@ class MPITransport(Transport):
         request = self.comm.Isend([payload, MPI.BYTE], dest=recipient, tag=self.tag)
         self._sends.append(_Transfer(recipient, payload, request))
         self._reap_sends()
+        self._last_news = time.monotonic()  # an answer may follow soon
         return True
 
     def poll(self) -> list[tuple[int, bytes]]:
@@ -101,19 +130,21 @@ class MPITransport(Transport):
             return []
         self._reap_sends()
         self._post_receives()
-        return self._completed_receives()
+        arrived = self._completed_receives()
+        if arrived:
+            self._last_news = time.monotonic()
+        return arrived
 
     def wait(self, timeout_s: float) -> None:
         if self.closed:
             return
         deadline = time.monotonic() + max(0.0, timeout_s)
-        sleep_s = self.min_sleep_s
         while not self._has_arrival():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 return
-            time.sleep(min(sleep_s, remaining))
-            sleep_s = min(2 * sleep_s, self.max_sleep_s)
+            sleep_s = idle_sleep_s(now - self._last_news, self.min_sleep_s, self.max_sleep_s)
+            time.sleep(min(sleep_s, deadline - now))
 
     def close(self) -> None:
         """Let pending sends finish for ``close_grace_s``, then cancel and free the rest."""
@@ -154,8 +185,11 @@ class MPITransport(Transport):
     def _post_receives(self) -> None:
         status = self._status
         while self.comm.Iprobe(MPI.ANY_SOURCE, self.tag, status):
-            source = status.Get_source()
-            buf = bytearray(status.Get_count(MPI.BYTE))
+            source, size = status.Get_source(), status.Get_count(MPI.BYTE)
+            oversized = self.max_message_bytes is not None and size > self.max_message_bytes
+            if oversized:
+                self.refused.append((source, size))
+            buf = bytearray(0 if oversized else size)
             # MPI is non-overtaking per (source, tag): this Irecv matches the probed message.
             request = self.comm.Irecv([buf, MPI.BYTE], source=source, tag=self.tag)
             self._recvs.append(_Transfer(source, buf, request))

@@ -25,7 +25,7 @@ SMALL = dict(clients=4, rounds=2, hidden=8, protocol="plaintext")
 
 @pytest.mark.parametrize("changes, world, match", [
     ({}, 4, (r"^clients=4: --mpi runs one client per client rank; this job has 4 ranks .*"
-             r"needs clients=3, or mpirun -n 5$")),
+             r"trains 3 clients: set clients = 3, or start it with mpirun -n 5$")),
     ({"fraction": 0.5}, 5, r"^fraction=0\.5: under --mpi every client rank trains"),
     ({"stragglers": 0.25}, 5, r"^stragglers=0\.25: simulated stragglers are not available"),
     ({"personalize": True}, 5, r"^personalize=True: is not available under --mpi"),
@@ -92,4 +92,5 @@ def test_undecodable_training_bytes_are_refused_as_decode_errors():
 def test_cli_refuses_resume_under_mpi(capsys, tmp_path):
     assert main(["train", "--resume", str(tmp_path), "--mpi"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("fedsecure train: error: resume=") and "--mpi" in err
+    assert err == (f"fedsecure train: error: --resume cannot be combined with --mpi; continue"
+                   f" the run in one process: fedsecure train --resume {tmp_path}")

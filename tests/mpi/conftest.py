@@ -27,13 +27,18 @@ class Launcher:
     hydra: bool
 
     def run(self, n: int, argv: list[str], *, timeout_s: float = 120.0,
-            keep_going: bool = True, mpmd: list[tuple[int, list[str]]] | None = None
-            ) -> subprocess.CompletedProcess:
+            keep_going: bool = True, mpmd: list[tuple[int, list[str]]] | None = None,
+            **env: str) -> subprocess.CompletedProcess:
         """``mpirun -n n python argv...`` (plus MPMD blocks) from the repository root.
 
         ``keep_going`` adds Hydra's ``-disable-auto-cleanup`` so the job outlives a rank that
         exits.  The whole process group is killed if it runs past ``timeout_s``.
         """
+        return finish(self.start(n, argv, keep_going=keep_going, mpmd=mpmd, **env), timeout_s)
+
+    def start(self, n: int, argv: list[str], *, keep_going: bool = True,
+              mpmd: list[tuple[int, list[str]]] | None = None, **env: str) -> subprocess.Popen:
+        """The same job as :meth:`run`, started and not waited for (see :func:`finish`)."""
         command = [self.path]
         if keep_going:
             if not self.hydra:
@@ -43,7 +48,7 @@ class Launcher:
         command += ["-n", str(n), sys.executable, *argv]
         for count, extra in mpmd or ():
             command += [":", "-n", str(count), sys.executable, *extra]
-        return run_command(command, timeout_s)
+        return start_command(command, **env)
 
     def run_script(self, argv: list[str], *, timeout_s: float = 120.0
                    ) -> subprocess.CompletedProcess:
@@ -54,18 +59,26 @@ class Launcher:
 def run_command(command: list[str], timeout_s: float, **env) -> subprocess.CompletedProcess:
     """Run ``command`` from the repository root (importable without installing); kill its
     whole process group and fail the test if it runs past ``timeout_s``."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), **env)
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return finish(start_command(command, **env), timeout_s)
+
+
+def start_command(command: list[str], **env) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p), **env}
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(process: subprocess.Popen, timeout_s: float) -> subprocess.CompletedProcess:
+    """Wait for a started command; past ``timeout_s``, kill its process group and fail."""
     try:
         stdout, stderr = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish within {timeout_s} s\n"
+        pytest.fail(f"{' '.join(process.args)} did not finish within {timeout_s} s\n"
                     f"stdout:\n{stdout}\nstderr:\n{stderr}")
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="session")

@@ -155,6 +155,7 @@ def summary_report(**changes) -> dict:
         "check": {"max_abs_error": 0.5, "tolerance": 0.1, "total_weight": 1.0,
                   "expected_total_weight": 1.0, "ok": False},
         "round_s": 1.0, "wall_s": 1.5, "missing_reports": [2], "clean_shutdown": False,
+        "bad_control": {},
         "ranks": [{"rank": 0, "role": "server", "status": "finished", "fault": None,
                    "bytes_sent": 10, "bytes_received": 20, "cpu_s": 0.1, "round_s": 1.0},
                   {"rank": 1, "role": "client", "status": "finished", "fault": None,
@@ -171,6 +172,11 @@ def test_summary_flags_a_mismatch_and_the_silent_ranks():
     assert "dropped client 2 in collect_masked: late" in text
     assert "crash 2:MaskedInput" in text
     assert "no report from ranks [2]" in text
+
+
+def test_summary_names_a_rank_dropped_for_a_bad_control_message():
+    text = format_summary(summary_report(bad_control={"2": "undecodable control message"}))
+    assert "dropped rank 2 from the wind-down: undecodable control message" in text
 
 
 def test_summary_of_an_aborted_round():

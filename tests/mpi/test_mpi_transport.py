@@ -76,6 +76,8 @@ def test_bad_construction_is_refused(MPI):
         MPITransport(MPI.COMM_SELF, tag=-3)
     with pytest.raises(ConfigurationError, match="sleep"):
         MPITransport(MPI.COMM_SELF, min_sleep_s=0.5, max_sleep_s=0.1)
+    with pytest.raises(ConfigurationError, match="max_message_bytes"):
+        MPITransport(MPI.COMM_SELF, max_message_bytes=-1)
 
 
 def test_wait_sleeps_instead_of_spinning(solo):
@@ -91,6 +93,26 @@ def test_wait_returns_early_when_something_arrived(solo):
     solo.wait(5.0)
     assert time.monotonic() - began < 1.0
     assert solo.poll() == [(0, b"here")]
+
+
+def test_an_oversized_message_is_refused_without_a_buffer_of_its_size(MPI):
+    from fedsecure.transport.mpi import MPITransport
+
+    comm = MPI.COMM_SELF.Dup()
+    capped = MPITransport(comm, max_message_bytes=1000, close_grace_s=0.2)
+    capped.send(0, bytes(5_000_000))
+    capped.send(0, b"small enough")
+    got = []
+    for _ in range(200):
+        got += capped.poll()
+        if got:
+            break
+        capped.wait(0.01)
+    assert got == [(0, b"small enough")]  # the big one is gone, the next one still arrives
+    assert capped.refused == [(0, 5_000_000)]
+    assert capped.lost_receives == 1
+    capped.close()
+    comm.Free()
 
 
 def test_channels_on_different_tags_do_not_mix(MPI):
@@ -165,24 +187,28 @@ def test_polling_never_blocks_on_a_sender_that_died_mid_message(launcher, tmp_pa
     assert r["lost_receives"] + len(r["delivered_sizes"]) <= 1
 
 
-def test_round_over_from_rank_0_ends_a_waiting_clients_loop(MPI):
-    """The runner's client endpoint: alive until rank 0 says the round is over."""
-    from fedsecure.runtime.mpi_runner import (
-        CONTROL_TAG,
-        _encode_control,
-        _UntilRoundOver,
-    )
+def test_round_over_from_rank_0_ends_a_waiting_clients_loop(MPI, capsys):
+    """The runner's client endpoint: alive until rank 0 says the round is over; control bytes
+    that do not decode, or belong to another session, are ignored (never a crash)."""
+    from fedsecure.runtime.mpi_control import RoundOver, encode_control
+    from fedsecure.runtime.mpi_runner import CONTROL_TAG, _UntilRoundOver
     from fedsecure.transport.mpi import MPITransport
 
+    session = bytes(range(16))
     comm = MPI.COMM_SELF.Dup()
     data, control = MPITransport(comm), MPITransport(comm, tag=CONTROL_TAG)
-    endpoint = _UntilRoundOver(data, control)
+    endpoint = _UntilRoundOver(data, control, session)
     assert endpoint.alive is True
     data.send(0, b"protocol bytes")  # traffic on the data channel does not end the round
     time.sleep(0.05)
     assert endpoint.alive is True
     assert endpoint.poll() == [(0, b"protocol bytes")]
-    control.send(0, _encode_control("round_over", outcome="finished"))
+    control.send(0, b"\xc1 garbage")
+    control.send(0, encode_control(RoundOver(session=bytes(16), outcome="finished")))
+    time.sleep(0.05)
+    assert endpoint.alive is True
+    assert capsys.readouterr().err.count("ignored a control message from rank 0") == 2
+    control.send(0, encode_control(RoundOver(session=session, outcome="finished")))
     time.sleep(0.05)
     assert endpoint.alive is False
     data.close()
