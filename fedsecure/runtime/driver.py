@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from fedsecure.errors import MalformedMessage
 from fedsecure.messages import CODEC
 from fedsecure.protocols.base import Event, Party, ServerParty
-from fedsecure.runtime.transport import Transport
+from fedsecure.transport.base import Transport
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from fedsecure.runtime.transport import Transport
+from fedsecure.transport.base import Transport
 
 ANY_MESSAGE = "*"
 

@@ -83,7 +83,7 @@ from fedsecure.runtime.mpi_control import (
     encode_control,
     stats_as_dict,
 )
-from fedsecure.runtime.transport import Transport
+from fedsecure.transport.base import Transport
 
 CONTROL_TAG = 2
 """MPI tag of the runner's own messages (RoundOver, RankStats, Final); protocol data uses 1."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict, deque
 
-from fedsecure.runtime.transport import Transport
+from fedsecure.transport.base import Transport
 
 
 class MemoryNetwork:

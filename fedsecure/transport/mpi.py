@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 
 from fedsecure.errors import BackendUnavailable, ConfigurationError, LocalProtocolError
-from fedsecure.runtime.transport import Transport
+from fedsecure.transport.base import Transport
 
 try:
     from mpi4py import MPI
