@@ -254,9 +254,15 @@ class ServerParty(Party):
     def proceed_to_next_round(self) -> None:
         """Close the current phase: whoever has not answered is dropped."""
 
-    @abstractmethod
     def result(self) -> AggregateResult:
-        """The round's result; raises ProtocolAborted if it aborted."""
+        """The round's result; raises ProtocolAborted if it aborted, LocalProtocolError if it
+        has not finished.  Servers keep them in ``_result`` and ``_abort_error``."""
+        if self.aborted is not None:
+            raise self.aborted
+        result = getattr(self, "_result", None)
+        if result is None:
+            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
+        return result
 
     @property
     def aborted(self) -> ProtocolAborted | None:

@@ -321,13 +321,6 @@ class GroupedServer(ServerParty):
         if all(s.done for s in self.servers):
             self._conclude()
 
-    def result(self):
-        if self._abort_error is not None:
-            raise self._abort_error
-        if self._result is None:
-            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
-        return self._result
-
     @property
     def done(self) -> bool:
         return self._state in ("done", "aborted")

@@ -145,13 +145,6 @@ class PhasedServer(ServerParty):
         except ProtocolAborted as exc:
             self._abort(exc)
 
-    def result(self) -> AggregateResult:
-        if self._abort_error is not None:
-            raise self._abort_error
-        if self._result is None:
-            raise LocalProtocolError(f"no result yet (phase {self.phase!r})")
-        return self._result
-
     @property
     def done(self) -> bool:
         return self.phase in FINAL_PHASES
