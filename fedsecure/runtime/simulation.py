@@ -17,8 +17,8 @@ is the process's peak resident memory during the round (Linux: VmHWM, reset at t
 
 from __future__ import annotations
 
-from collections import defaultdict
 import resource
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
