@@ -29,8 +29,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from benchmarks.bench_secagg import _raw_keystream_seconds as raw_keystream_seconds
 from fedsecure.hazmat import agree_each, generate_keypair
 from fedsecure.kernels import packed_size
 from fedsecure.messages import SERVER_ID
@@ -60,17 +60,8 @@ def _faults(n: int, drop: float = 0.1) -> list[Silent]:
 
 
 def _raw_keystream_seconds(nbytes: int, repeats: int = 3) -> float:
-    """Median time of AES-256-CTR keystream of ``nbytes`` through pyca ``update_into``."""
-    chunk = 256 * 1024
-    zeros, buffer = memoryview(bytes(chunk)), bytearray(chunk + 15)
-    times = []
-    for _ in range(repeats):
-        encryptor = Cipher(algorithms.AES(bytes(32)), modes.CTR(bytes(16))).encryptor()
-        began = time.process_time()
-        for start in range(0, nbytes, chunk):
-            encryptor.update_into(zeros[:min(chunk, nbytes - start)], buffer)
-        times.append(time.process_time() - began)
-    return statistics.median(times)
+    """Median CPU time of AES-256-CTR keystream of ``nbytes`` through pyca ``update_into``."""
+    return raw_keystream_seconds(nbytes, repeats, clock=time.process_time)
 
 
 def _x25519_seconds(count: int = 2000) -> float:
