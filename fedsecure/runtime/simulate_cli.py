@@ -5,7 +5,11 @@ the round's outcome, the aggregate's error against the plain sum of the survivor
 sent and time per phase (server and clients separately), with progress shown as it runs.
 A client that goes silent after its input was already in the sum (e.g. during unmasking) is a
 survivor of the round, and is reported as such.  ``--out FILE.json`` also writes the report
-as JSON.  Exit status: 0 when the round finished within the quantization bound, 1 when it
+as JSON.  For masking protocols the chosen graph (degree, threshold, ring width and, for
+SecAgg+, the guarantee the parameter finder reached) is printed first.  ``--lean`` runs the
+lean simulation (``runtime.simulation``, 1000+ clients x 10^6 values): each client's input is
+drawn from its own seeded stream when the client is made, and the peak RSS is reported.
+Exit status: 0 when the round finished within the quantization bound, 1 when it
 aborted or missed the bound, 2 for a bad option (see docs/cli.md).
 """
 
@@ -33,6 +37,7 @@ from fedsecure.runtime.simulation import simulate_round
 
 CLIENT_MESSAGES = {
     "secagg": ("AdvertiseKeys", "EncryptedShares", "MaskedInput", "UnmaskShares"),
+    "secaggplus": ("AdvertiseKeys", "EncryptedShares", "MaskedInput", "UnmaskShares"),
     "plaintext": ("PlainUpdate",),
     "ckks": ("CkksAdvertise", "CkksUpdate"),
 }
@@ -52,6 +57,9 @@ def register(subparsers) -> None:
     p.add_argument("--allow-small-cohort", action="store_true",
                    help="let a secure protocol run a round whose result could be the sum of"
                         " only two clients (each then learns the other's input)")
+    p.add_argument("--lean", action="store_true",
+                   help="lean simulation for large rounds: inputs made on demand, finished"
+                        " clients released, peak RSS reported")
     p.add_argument("--out", metavar="FILE.json", help="also write the report as JSON here")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     p.set_defaults(run=run)
@@ -70,8 +78,11 @@ def run(args) -> int:
                            allow_small_cohort=args.allow_small_cohort)
     aggregator = make_aggregator(args.protocol, spec)
     data = np.random.default_rng(args.seed)  # synthetic inputs only, never secrets
-    inputs = {c: (data.uniform(-args.clip, args.clip, args.dim),
-                  int(data.integers(1, args.max_weight + 1))) for c in spec.client_ids}
+    if args.lean:
+        inputs = _OnDemandInputs(args)
+    else:
+        inputs = {c: (data.uniform(-args.clip, args.clip, args.dim),
+                      int(data.integers(1, args.max_weight + 1))) for c in spec.client_ids}
     n_silent = int(round(args.dropout * args.clients))
     silent = data.choice(list(spec.client_ids), size=n_silent, replace=False)
     tags = CLIENT_MESSAGES.get(args.protocol, ("",))
@@ -79,13 +90,17 @@ def run(args) -> int:
 
     progress = Progress(enabled=not args.quiet)
     began = time.perf_counter()
-    report = simulate_round(aggregator, inputs, faults=faults, on_event=progress)
+    report = simulate_round(aggregator, inputs, faults=faults, on_event=progress, lean=args.lean)
     wall = time.perf_counter() - began
 
     planned = ", ".join(f"{f.party}@{f.before}" for f in faults) or "none"
     print(f"protocol {args.protocol}: {args.clients} clients x {args.dim} values, "
           f"{n_silent} go silent before a message ({planned})")
+    graph = _graph_summary(aggregator)
+    if graph is not None:
+        print(graph["line"])
     summary = _summary(args, faults, report, wall)
+    summary["graph"] = graph
     if report.error is None:
         summary.update(_check(aggregator, inputs, report.result, args.clip))
     if args.out:
@@ -105,7 +120,8 @@ def run(args) -> int:
           f" (bound {summary['bound']:.3g})")
     _print_phase_table(report)
     print(f"bytes sent: {report.bytes_total / 1e6:.2f} MB in all, server "
-          f"{report.server_stats.total_bytes_sent / 1e6:.2f} MB; wall time {wall:.2f} s")
+          f"{report.server_stats.total_bytes_sent / 1e6:.2f} MB; wall time {wall:.2f} s;"
+          f" peak RSS {report.peak_rss_bytes / 2**20:.0f} MiB")
     if not summary["ok"]:
         print(f"fedsecure simulate: error: the decoded mean is off by"
               f" {summary['max_abs_error']:.3g}, more than the bound {summary['bound']:.3g}:"
@@ -134,13 +150,65 @@ def _summary(args, faults, report, wall: float) -> dict:
         "cpu_seconds": {"server": report.seconds_by_phase("server"),
                         "clients": report.seconds_by_phase("clients")},
         "wall_s": wall,
+        "peak_rss_bytes": report.peak_rss_bytes,
     }
+
+
+class _OnDemandInputs:
+    """``--lean`` inputs: client c's (vector, weight) from its own stream seeded by (seed, c),
+    made when asked (by the simulation, then again for the check) and never held."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def __call__(self, client_id: int) -> tuple[np.ndarray, int]:
+        data = np.random.default_rng([self.args.seed, client_id])
+        return (data.uniform(-self.args.clip, self.args.clip, self.args.dim),
+                int(data.integers(1, self.args.max_weight + 1)))
+
+    def __getitem__(self, client_id: int) -> tuple[np.ndarray, int]:
+        return self(client_id)
+
+
+def _graph_summary(aggregator) -> dict | None:
+    """The neighbour graph a masking protocol chose: degree, threshold and, for SecAgg+, the
+    guarantee the parameter finder reached (None for protocols without a graph)."""
+    graph = getattr(aggregator, "graph", None)
+    if graph is None:
+        return None
+    found = getattr(aggregator, "parameters", None)
+    out = {"degree": graph.degree, "threshold": aggregator.threshold,
+           "modulus_bits": aggregator.fixed_point.modulus_bits,
+           "security_bits": None if found is None else _finite(found.security_bits),
+           "correctness_bits": None if found is None else _finite(found.correctness_bits)}
+    line = (f"graph: degree {graph.degree} of {aggregator.spec.n_clients - 1} others, threshold"
+            f" {aggregator.threshold}, ring {out['modulus_bits']} bits")
+    if found is not None:
+        line += (f"; guarantee ({found.corrupt_fraction:g} corrupt, {found.dropout_fraction:g}"
+                 f" dropouts, {found.adversary}): privacy fails with probability"
+                 f" {_probability(found.security_bits)}, recovery with"
+                 f" {_probability(found.correctness_bits)}")
+    elif aggregator.name == "secaggplus":
+        line += "; too few clients for a sparse graph: the complete graph of SecAgg"
+    out["line"] = line
+    return out
+
+
+def _finite(bits: float) -> float | str:
+    return bits if np.isfinite(bits) else "exact"
+
+
+def _probability(bits: float) -> str:
+    """2^-bits, or 0 when the finder proved the event impossible at these fractions."""
+    return f"< 2^-{bits:.1f}" if np.isfinite(bits) else "0 (too few corrupt/dropped clients)"
 
 
 def _check(aggregator, inputs, result, clip: float) -> dict:
     """The decoded mean against the plain weighted mean of the survivors."""
-    plain = sum(inputs[c][1] * np.clip(inputs[c][0], -clip, clip) for c in result.survivors)
-    weight = sum(inputs[c][1] for c in result.survivors)
+    plain, weight = 0.0, 0
+    for c in result.survivors:
+        vector, w = inputs[c]
+        plain, weight = plain + w * np.clip(vector, -clip, clip), weight + w
     error = float(np.max(np.abs(result.mean - plain / weight)))
     bound = aggregator.quantization_error
     return {"total_weight": result.total_weight, "plain_weight": weight,

@@ -41,3 +41,19 @@ def test_plaintext_baseline_sends_float32(fedsecure, tmp_path):
     report = json.loads((tmp_path / "plain.json").read_text())
     sent = report["bytes_by_message"]["PlainUpdate"]
     assert 4 * 4 * 1000 < sent < 4 * (4 * 1000 + 200)  # 4 bytes per value, small envelope
+
+
+def test_secaggplus_prints_the_chosen_graph_and_runs_lean(fedsecure, tmp_path):
+    done = fedsecure("simulate", "--protocol", "secaggplus", "--clients", "120", "--dim", "50",
+                     "--lean", "--quiet", "--out", "plus.json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "plus.json").read_text())
+    graph = report["graph"]
+    assert graph["degree"] < 119 and 2 <= graph["threshold"] <= graph["degree"] + 1
+    assert isinstance(graph["security_bits"], float) and graph["security_bits"] >= 40
+    assert f"graph: degree {graph['degree']} of 119 others, threshold {graph['threshold']}" \
+        in done.stdout
+    assert "privacy fails with probability < 2^-" in done.stdout
+    assert report["peak_rss_bytes"] > 0 and report["ok"]
+    # the dropouts of secaggplus strike at its own messages (not an unknown tag)
+    assert report["dropped"] or report["silent_after_input"]

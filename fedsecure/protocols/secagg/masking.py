@@ -82,10 +82,9 @@ def open_share(key: bytes, ciphertext: bytes, sender: int, recipient: int,
         raise MalformedMessage("share plaintext of the wrong size", sender)
     if _SHARE_HEADER.unpack_from(plaintext) != (sender, recipient):
         raise IntegrityError("share names other parties than its envelope", sender)
-    body = plaintext[_SHARE_HEADER.size:]
-    for share in (body[:size], body[size:]):
-        shamir.share_from_bytes(share)  # validates field elements
-    return body[:size], body[size:]
+    key_share, seed_share = plaintext[_SHARE_HEADER.size:-size], plaintext[-size:]
+    shamir.shares_from_bytes_many([key_share, seed_share])  # both validated in one pass
+    return key_share, seed_share
 
 
 def share_associated_data(context: bytes, sender: int, recipient: int) -> bytes:

@@ -1,0 +1,276 @@
+"""SecAgg+ at scale next to SecAgg, and the issue-17 ratios, each against a floor measured in
+the same run.
+
+Quick subset (a few minutes on 2 cores):
+    pytest benchmarks/bench_secaggplus.py --benchmark-only -m "not slow"
+Everything (n up to 3000, d = 1e6; tens of minutes, ~10 GB RSS at n = 1000, d = 1e6):
+    pytest benchmarks/bench_secaggplus.py --benchmark-only
+
+``test_round``: one round (the lean simulation, runtime/simulation.py) at n x d with 10 %
+dropouts, half before upload (silent at MaskedInput, after sharing: the server must recover
+their pairwise masks) and half after (silent at UnmaskShares: their input counts).
+``extra_info``: mean client CPU, server CPU, whole-round CPU, bytes per client and per value,
+peak RSS, and ``over_floor``: whole-round CPU over the raw AES-256-CTR keystream (masks +
+rounding randomness) plus X25519 scalar multiplications that this round needs, each unit timed
+in the same test. SecAgg runs only where a case fits.
+``test_client_cost_growth``: mean client CPU at n = 100, 200, 400 (d = 1e5) and the 400 / 100
+ratio. ``test_mask_step_vs_keystream``: the client's real masking step (quantize with its
+rounding randomness, self mask, k = 20 pairwise masks, reduction) over the raw keystream of the
+same mask bytes. ``test_server_peak_memory``: the server's peak traced memory over d ring
+words. ``test_upload_vs_16_bit_plaintext``: bytes a client sends at n = 1024, d = 2^20 over a
+16-bit plaintext of d values.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from benchmarks.bench_secagg import _raw_keystream_seconds as raw_keystream_seconds
+from fedsecure.hazmat import agree_each, generate_keypair
+from fedsecure.kernels import packed_size
+from fedsecure.messages import SERVER_ID
+from fedsecure.protocols.base import AggregationSpec, make_aggregator
+from fedsecure.rng import DeterministicRandom
+from fedsecure.runtime.driver import PartyDriver
+from fedsecure.runtime.faults import Silent
+from fedsecure.runtime.simulation import simulate_round
+
+BEFORE_UPLOAD, AFTER_UPLOAD = "MaskedInput", "UnmaskShares"
+SECAGG_FITS = {(100, 10**5), (100, 10**6), (300, 10**5)}  # complete graph within ~10 min
+QUICK = {(100, 10**5), (300, 10**5)}
+
+
+def _synthetic(d: int):
+    def inputs(client_id: int):
+        data = np.random.default_rng([d, client_id])
+        return data.uniform(-1, 1, d), int(data.integers(1, 101))
+    return inputs
+
+
+def _faults(n: int, drop: float = 0.1) -> list[Silent]:
+    chosen = np.random.default_rng(n).choice(np.arange(1, n + 1), int(round(drop * n)),
+                                             replace=False)
+    return [Silent(int(c), BEFORE_UPLOAD if i % 2 == 0 else AFTER_UPLOAD)
+            for i, c in enumerate(sorted(chosen))]
+
+
+def _raw_keystream_seconds(nbytes: int, repeats: int = 3) -> float:
+    """Median CPU time of AES-256-CTR keystream of ``nbytes`` through pyca ``update_into``."""
+    return raw_keystream_seconds(nbytes, repeats, clock=time.process_time)
+
+
+def _x25519_seconds(count: int = 2000) -> float:
+    """CPU seconds of one X25519 scalar multiplication (an agreement), from ``count``."""
+    rng = DeterministicRandom(7)
+    own, publics = generate_keypair(rng), [generate_keypair(rng).public for _ in range(count)]
+    began = time.process_time()
+    agree_each(own.private, publics)
+    return (time.process_time() - began) / count
+
+
+def _round_needs(aggregator, faults) -> tuple[int, int]:
+    """(keystream bytes, X25519 multiplications) this round cannot do without.  Every client
+    expands its self mask, one mask per neighbour and its rounding randomness (those silent
+    at the upload do that work too); the server expands each survivor's self mask and, per
+    client dropped before upload, one mask per surviving neighbour.  Each client makes 2 key
+    pairs and, per neighbour, a mask agreement, an ephemeral key pair, its agreement and the
+    opening of that neighbour's share; the server, per dropped client, one key check and one
+    agreement per surviving neighbour."""
+    spec, graph = aggregator.spec, aggregator.graph
+    word = np.dtype(aggregator.fixed_point.dtype).itemsize
+    gone = {f.party for f in faults if f.before == BEFORE_UPLOAD}
+    survivors = set(spec.client_ids) - gone
+    vector = spec.vector_length + 1
+    keystream = sum((1 + graph.degree) * word * vector + 4 * spec.vector_length
+                    for _ in spec.client_ids)
+    keystream += len(survivors) * word * vector
+    keystream += sum(len(graph.neighbours(c) & survivors) for c in gone) * word * vector
+    x25519 = (2 + 4 * graph.degree) * spec.n_clients
+    x25519 += sum(1 + len(graph.neighbours(c) & survivors) for c in gone)
+    return keystream, x25519
+
+
+def _case(protocol: str, n: int, d: int):
+    slow = (n, d) not in QUICK or (protocol == "secagg" and n > 100)
+    marks = [pytest.mark.slow, pytest.mark.timeout(3600)] if slow else []
+    return pytest.param(protocol, n, d, id=f"{protocol}-n{n}-d{d:.0e}".replace("+0", ""),
+                        marks=marks)
+
+
+ROUNDS = [_case(p, n, d) for d in (10**5, 10**6) for n in (100, 300, 1000, 3000)
+          for p in ("secagg", "secaggplus") if p == "secaggplus" or (n, d) in SECAGG_FITS]
+
+
+@pytest.mark.parametrize("protocol, n, d", ROUNDS)
+def test_round(benchmark, protocol, n, d):
+    spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=100)
+    faults = _faults(n)
+    reports, aggregators = [], []
+
+    def one_round():
+        aggregators.append(make_aggregator(protocol, spec))
+        reports.append(simulate_round(aggregators[-1], _synthetic(d), faults=faults, lean=True))
+
+    benchmark.group = f"secaggplus round d={d:.0e}"
+    benchmark.pedantic(one_round, rounds=1, iterations=1)
+    report, aggregator = reports[-1], aggregators[-1]
+    assert report.error is None, report.error
+    clients = [s for pid, s in report.stats.items() if pid != SERVER_ID]
+    whole = sum(s.total_cpu_seconds for s in report.stats.values())
+    keystream, x25519 = _round_needs(aggregator, faults)
+    floor = (_raw_keystream_seconds(min(keystream, 2**30)) * keystream / min(keystream, 2**30)
+             + x25519 * _x25519_seconds())
+    masked = [s.bytes_sent.get("MaskedInput", 0) for s in clients if s.bytes_sent.get("MaskedInput")]
+    benchmark.extra_info.update({
+        "degree": aggregator.graph.degree, "threshold": aggregator.threshold,
+        "modulus_bits": aggregator.fixed_point.modulus_bits,
+        "client_cpu_s_mean": statistics.mean(s.total_cpu_seconds for s in clients),
+        "server_cpu_s": report.server_stats.total_cpu_seconds,
+        "all_parties_cpu_s": whole,
+        "floor_s": floor, "over_floor": whole / floor,
+        "floor_keystream_bytes": keystream, "floor_x25519": x25519,
+        "bytes_per_client": statistics.mean(s.total_bytes_sent for s in clients),
+        "bytes_per_value": statistics.mean(s.total_bytes_sent for s in clients) / d,
+        "masked_input_bytes_per_value": statistics.mean(masked) / d,
+        "peak_rss_mib": report.peak_rss_bytes / 2**20,
+        "survivors": len(report.result.survivors),
+    })
+
+
+def test_client_cost_growth(benchmark):
+    """Mean client CPU of SecAgg+ at d = 1e5 for growing n, and the n = 400 / n = 100 ratio."""
+    d, curve = 10**5, {}
+
+    def rounds():
+        for n in (100, 200, 400):
+            spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=100)
+            aggregator = make_aggregator("secaggplus", spec)
+            report = simulate_round(aggregator, _synthetic(d), faults=_faults(n), lean=True)
+            assert report.error is None, report.error
+            cpu = [s.total_cpu_seconds for pid, s in report.stats.items() if pid != SERVER_ID]
+            curve[n] = (aggregator.graph.degree, aggregator.fixed_point.modulus_bits,
+                        statistics.mean(cpu))
+
+    benchmark.group = "secaggplus client cost growth"
+    benchmark.pedantic(rounds, rounds=1, iterations=1)
+    benchmark.extra_info.update({f"n{n}": {"degree": k, "modulus_bits": bits, "client_cpu_s": s}
+                                 for n, (k, bits, s) in curve.items()})
+    benchmark.extra_info["client_cpu_400_over_100"] = curve[400][2] / curve[100][2]
+
+
+@pytest.mark.parametrize("n", [100, 1000], ids=["ring31-u32", "ring34-u64"])
+def test_mask_step_vs_keystream(benchmark, n):
+    """The client's own ``_masked_input`` (k = 20) at d = 1e6 against the raw keystream of
+    the same mask bytes (k + 1 masks of d + 1 words)."""
+    d, k = 10**6, 20
+    spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=100)
+    aggregator = make_aggregator("secaggplus", spec, degree=k)
+    client = aggregator.client(1)
+    client.set_input(np.random.default_rng(0).uniform(-1, 1, d), 3)
+    rng = DeterministicRandom(1)
+    peers = sorted(aggregator.graph.neighbours(1))
+    client._seed = rng.bytes(32)  # what the key-roster phase leaves behind
+    client._mask_seeds = {p: rng.bytes(32) for p in peers}
+
+    benchmark.group = "client mask step vs keystream"
+    benchmark.pedantic(lambda: client._masked_input(peers), rounds=5, iterations=1,
+                       warmup_rounds=1)
+    word = np.dtype(aggregator.fixed_point.dtype).itemsize
+    began = time.process_time()
+    for _ in range(5):
+        client._masked_input(peers)
+    step = (time.process_time() - began) / 5
+    raw = _raw_keystream_seconds(word * (d + 1) * (k + 1), repeats=5)
+    benchmark.extra_info.update({
+        "modulus_bits": aggregator.fixed_point.modulus_bits, "word_bytes": word,
+        "step_cpu_s": step, "raw_keystream_cpu_s": raw, "step_over_keystream": step / raw,
+        "median_wall_over_keystream": benchmark.stats.stats.median / raw,
+    })
+
+
+def test_server_peak_memory(benchmark, monkeypatch):
+    """The server's memory at n = 100, d = 1e6 in units of d ring words: the most that one
+    step of its driver holds above what it started with (traced: numpy buffers, messages,
+    the inbound message included) plus the running sum it keeps between steps (d + 1 words;
+    counted twice in the step that makes it, so this is an upper bound).  A cumulative
+    balance over steps is not used: the garbage collector frees other parties' objects
+    inside server steps."""
+    n, d = 100, 10**6
+    spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=100)
+    aggregator = make_aggregator("secaggplus", spec)
+    step, held = PartyDriver.step, {"peak": 0}
+
+    def traced_step(self):
+        if not self.is_server:
+            return step(self)
+        polled = []  # sizes only: holding the messages would keep them alive
+        poll = self.transport.poll
+
+        def recording_poll():
+            messages = poll()
+            polled.extend(len(data) for _, data in messages)
+            return messages
+
+        self.transport.poll = recording_poll
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        try:
+            return step(self)
+        finally:
+            del self.transport.poll
+            peak = tracemalloc.get_traced_memory()[1]
+            inbound = sum(polled)
+            held["peak"] = max(held["peak"], inbound + peak - before)
+
+    monkeypatch.setattr(PartyDriver, "step", traced_step)
+    reports = []
+
+    def one_round():
+        tracemalloc.start()
+        try:
+            reports.append(simulate_round(aggregator, _synthetic(d), faults=_faults(n), lean=True))
+        finally:
+            tracemalloc.stop()
+
+    benchmark.group = "secaggplus server memory"
+    benchmark.pedantic(one_round, rounds=1, iterations=1)
+    assert reports[-1].error is None, reports[-1].error
+    vector = d * np.dtype(aggregator.fixed_point.dtype).itemsize
+    bound = held["peak"] + vector + np.dtype(aggregator.fixed_point.dtype).itemsize
+    benchmark.extra_info.update({"server_step_peak_bytes": held["peak"],
+                                 "server_peak_bound_bytes": bound,
+                                 "server_peak_over_d_words": bound / vector})
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_upload_vs_16_bit_plaintext(benchmark):
+    """A client's bytes at n = 1024, d = 2^20 over 2 bytes per value: every message but the
+    masked input measured in a round at d = 256 (they do not depend on d), the masked input's
+    envelope at d = 2^20 from its measured overhead at d = 256."""
+    n, small, big = 1024, 256, 2**20
+    spec = AggregationSpec(n_clients=n, vector_length=small, max_weight=100)
+    aggregator = make_aggregator("secaggplus", spec)
+    reports = []
+    benchmark.group = "secaggplus upload"
+    benchmark.pedantic(lambda: reports.append(simulate_round(aggregator, _synthetic(small),
+                                                             lean=True)), rounds=1, iterations=1)
+    report = reports[-1]
+    assert report.error is None, report.error
+    bits = aggregator.fixed_point.modulus_bits
+    clients = [s for pid, s in report.stats.items() if pid != SERVER_ID]
+    other = statistics.mean(s.total_bytes_sent - s.bytes_sent["MaskedInput"] for s in clients)
+    overhead = statistics.mean(s.bytes_sent["MaskedInput"] for s in clients) \
+        - packed_size(small + 1, bits)
+    upload = other + overhead + packed_size(big + 1, bits)
+    benchmark.extra_info.update({"modulus_bits": bits, "degree": aggregator.graph.degree,
+                                 "other_messages_bytes": other,
+                                 "client_upload_bytes": upload,
+                                 "over_16_bit_plaintext": upload / (2 * big),
+                                 "masked_input_bytes_per_value": (overhead + packed_size(
+                                     big + 1, bits)) / big})
