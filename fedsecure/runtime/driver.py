@@ -73,7 +73,6 @@ class PartyDriver:
         party: Party,
         transport: Transport,
         *,
-        session: bytes,
         deadlines: Deadlines | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[int, Event], None] | None = None,
@@ -81,7 +80,6 @@ class PartyDriver:
     ):
         self.party = party
         self.transport = transport
-        self.session = session
         self.deadlines = deadlines or Deadlines()
         self.clock = clock
         self.on_event = on_event

@@ -218,7 +218,7 @@ def run_mpi_round(
         endpoint = _UntilRoundOver(data, control, session)
     transport = FaultyTransport(endpoint, config.faults, clock,
                                 on_crash=lambda: _crash(rank, config))
-    driver = PartyDriver(party, transport, session=session, deadlines=config.deadlines(),
+    driver = PartyDriver(party, transport, deadlines=config.deadlines(),
                          clock=clock, on_event=lambda pid, ev: events.append((pid, ev)))
     if on_start is not None:
         on_start(rank)

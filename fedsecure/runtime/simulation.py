@@ -120,7 +120,7 @@ def simulate_round(
 
     def driver_for(party) -> PartyDriver:
         transport = FaultyTransport(network.endpoint(party.party_id), faults, clock)
-        return PartyDriver(party, transport, session=aggregator.session, deadlines=deadlines,
+        return PartyDriver(party, transport, deadlines=deadlines,
                            clock=clock, on_event=record)
 
     server = aggregator.server()

@@ -191,7 +191,7 @@ def test_spoofed_sender_is_dropped_by_the_driver():
     server = aggregator.server()
     network = MemoryNetwork()
     events = []
-    driver = PartyDriver(server, network.endpoint(0), session=aggregator.session,
+    driver = PartyDriver(server, network.endpoint(0),
                          on_event=lambda party, event: events.append(event))
     driver.step()
     impostor = aggregator.client(2)

@@ -323,6 +323,7 @@ class SecAggClient(PhasedClient):
             masking.add_pairwise_mask(words, self._mask_seeds[peer], self.party_id, peer,
                                       self.context, masking.pairwise_sign(self.party_id, peer))
         reduce_into(words, fixed.modulus_bits)
+        self._input = None  # the only use of the input: release it before the round ends
         return words
 
     def _forget_secrets(self) -> None:

@@ -306,8 +306,10 @@ class SecAggServer(PhasedServer):
         fixed = self.agg.fixed_point
         decoded = dequantize(self.integer_sum, modulus_bits=fixed.modulus_bits, scale=1.0)
         self._check_totals(decoded)
+        weighted_sum = decoded[:-1]
+        weighted_sum /= fixed.scale  # in place: the server holds no further copy of d values
         self._finish(AggregateResult(
-            weighted_sum=decoded[:-1] / fixed.scale,
+            weighted_sum=weighted_sum,
             total_weight=float(decoded[-1]),
             survivors=tuple(self._survivors),
             dropped=tuple(sorted(set(self.agg.spec.client_ids) - set(self._survivors))),
