@@ -45,6 +45,7 @@ from fedsecure.errors import (
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir
+from fedsecure.hazmat.agreement import KeyPair
 from fedsecure.kernels import pack, quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
@@ -79,6 +80,13 @@ class SecAggClient(PhasedClient):
         "opened": {MaskingSet: "_on_masking_set"},
         "masked": {UnmaskRequest: "_on_unmask_request"},
     }
+    STATE = {**PhasedClient.STATE,  # what snapshot() keeps (protocols/state.py)
+             "_encryption": KeyPair | None, "_masking": KeyPair | None,
+             "_roster": dict[int, tuple[bytes, bytes]], "_roster_digest": bytes,
+             "_own_shares": tuple[bytes, bytes] | None, "_ephemeral": dict[int, bytes],
+             "_held": dict[int, tuple[bytes, bytes]], "_mask_seeds": dict[int, bytes],
+             "_senders": frozenset[int], "_complained": frozenset[int], "_u2": frozenset[int],
+             "_seed": bytes}
 
     def __init__(self, aggregator, client_id: int, rng):
         super().__init__(aggregator, client_id)
