@@ -11,7 +11,7 @@ from fedsecure.runtime.flower import fedsecure_mod, setup_of
 
 NODES, ROUNDS, D = 10, 3, 40
 FAIL_AT_TRAIN = {(2, 3)}  # (round, client id): raises when asked to train
-FAIL_MID_ROUND = {(3, 5)}  # raises on its third fedsecure message (after sharing keys)
+FAIL_MID_ROUND = {(3, 5)}  # raises on its second fedsecure message (keys advertised)
 
 
 def update_of(node_id: int, server_round: int) -> tuple[np.ndarray, int]:
@@ -29,7 +29,7 @@ def failure_mod(msg, ctxt, call_next):
     state["calls"] += 1
     key = (state["round"], state["id"])
     if (key in FAIL_AT_TRAIN and state["calls"] == 1) or (key in FAIL_MID_ROUND
-                                                          and state["calls"] == 3):
+                                                          and state["calls"] == 2):
         raise RuntimeError(f"injected failure {key}")
     return call_next(msg, ctxt)
 
