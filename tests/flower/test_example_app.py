@@ -17,9 +17,8 @@ APP = Path(__file__).resolve().parents[2] / "examples" / "flower-app"
 def test_example_app_learns_digits(monkeypatch):
     monkeypatch.syspath_prepend(str(APP))
     monkeypatch.setenv("PYTHONPATH", f"{APP}:{Path(__file__).resolve().parents[2]}")
-    from flwr.simulation import run_simulation
-
     from fedsecure_app import client_app, server_app
+    from flwr.simulation import run_simulation
 
     accuracies = []
     original = server_app.central_evaluation
