@@ -260,6 +260,11 @@ class PublicContext:
     def is_private(self) -> bool:
         return self._context.is_private()
 
+    def serialize(self) -> bytes:
+        """The context as :func:`load_context` reads it, with the secret key if it holds one
+        (a party snapshot; never a message to anyone but the owner)."""
+        return self._context.serialize(**{**_SERIALIZE_PUBLIC, "save_secret_key": self.is_private})
+
     def chunk_lengths(self, length: int) -> list[int]:
         """How a vector of ``length`` values is split into ciphertexts of N/2 slots."""
         slots = self.params.slots

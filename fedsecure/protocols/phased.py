@@ -38,6 +38,7 @@ from fedsecure.errors import (
     UnexpectedMessage,
 )
 from fedsecure.messages import SERVER_ID, Abort
+from fedsecure.protocols import state
 from fedsecure.protocols.base import (
     AggregateResult,
     ClientDropped,
@@ -197,6 +198,11 @@ class PhasedClient(ClientParty):
     """``HANDLERS = {phase: {message type: handler method name}}``: what the client waits for."""
 
     HANDLERS: ClassVar[dict[str, dict[type, str]]]
+    STATE: ClassVar[dict[str, object]] = {"phase": str, "_input": tuple[np.ndarray, int] | None}
+    """What ``snapshot()`` keeps: attribute -> type (see ``protocols/state.py``)."""
+    REBUILT: ClassVar[frozenset[str]] = frozenset(
+        {"agg", "party_id", "rng", "context", "HANDLERS", "_outbox", "_events"})
+    """Attributes a fresh party of the same aggregator already has right (not snapshotted)."""
 
     def __init__(self, aggregator, client_id: int):
         super().__init__()
@@ -260,6 +266,14 @@ class PhasedClient(ClientParty):
     @property
     def max_message_bytes(self) -> int:
         return self.agg.max_message_bytes(to_server=False)
+
+    def snapshot(self) -> bytes:
+        """This party's round state as bytes, secrets included (``protocols/state.py``)."""
+        return state.snapshot(self)
+
+    def restore(self, data: bytes) -> None:
+        """Continue from ``snapshot()`` of this party (same aggregator and id), made fresh."""
+        state.restore(self, data)
 
     @property
     def done(self) -> bool:

@@ -77,6 +77,7 @@ class PartyDriver:
         clock: Callable[[], float] = time.monotonic,
         on_event: Callable[[int, Event], None] | None = None,
         codec=CODEC,
+        started: bool = False,
     ):
         self.party = party
         self.transport = transport
@@ -87,7 +88,7 @@ class PartyDriver:
         self.stats = PartyStats()
         self.is_server = isinstance(party, ServerParty)
         self.gave_up = False
-        self._started = False
+        self._started = started  # True for a party restored from a snapshot
         self._deadline_phase: str | None = None
         self._deadline_at: float | None = None
         self._last_activity = clock()

@@ -32,6 +32,8 @@ from fedsecure.errors import (
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree, agree_many, generate_keypair, seal, unseal
+from fedsecure.hazmat.agreement import KeyPair
+from fedsecure.hazmat.ckks import PublicContext
 from fedsecure.messages import SERVER_ID, ArrayPayload
 from fedsecure.messages.ckks import (
     CkksAdvertise,
@@ -52,6 +54,10 @@ _MATERIAL_ENCODER = msgspec.msgpack.Encoder()
 
 
 class CkksClient(PhasedClient):
+    STATE = {**PhasedClient.STATE,  # what snapshot() keeps (protocols/state.py)
+             "_encryption": KeyPair | None, "_ckks": PublicContext | None}
+    REBUILT = PhasedClient.REBUILT | {"signing_key", "is_key_holder", "_decrypts"}
+
     def __init__(self, aggregator, client_id: int, rng, signing_key: bytes | None):
         super().__init__(aggregator, client_id)
         self.rng = rng

@@ -45,6 +45,7 @@ from fedsecure.errors import (
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir, sign
+from fedsecure.hazmat.agreement import KeyPair
 from fedsecure.kernels import pack, quantize, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
@@ -89,6 +90,14 @@ MALICIOUS_HANDLERS = {
 
 class SecAggClient(PhasedClient):
     HANDLERS = SEMI_HONEST_HANDLERS
+    STATE = {**PhasedClient.STATE,  # what snapshot() keeps (protocols/state.py)
+             "identity_key": bytes | None, "_signed_survivors": frozenset[int] | None,
+             "_encryption": KeyPair | None, "_masking": KeyPair | None,
+             "_roster": dict[int, tuple[bytes, bytes]], "_roster_digest": bytes,
+             "_own_shares": tuple[bytes, bytes] | None, "_ephemeral": dict[int, bytes],
+             "_held": dict[int, tuple[bytes, bytes]], "_mask_seeds": dict[int, bytes],
+             "_senders": frozenset[int], "_complained": frozenset[int], "_u2": frozenset[int],
+             "_seed": bytes}
 
     def __init__(self, aggregator, client_id: int, rng, identity_key: bytes | None = None):
         super().__init__(aggregator, client_id)

@@ -1,0 +1,1 @@
+"""Flower app: FedAvg on digits, aggregated by fedsecure."""
