@@ -29,7 +29,7 @@ from fedsecure.messages import SERVER_ID
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
 from fedsecure.rng import DEFAULT_RNG
 from fedsecure.runtime.driver import Deadlines, PartyDriver
-from fedsecure.runtime.transport import Transport
+from fedsecure.transport.base import Transport
 
 try:
     from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -136,7 +136,7 @@ def fedsecure_mod(msg, ctxt, call_next):
         started = True
     transport = MailboxTransport(setup.client_id)
     transport.inbox = [(SERVER_ID, data) for data in _envelopes(msg.content)]
-    driver = PartyDriver(party, transport, session=setup.session, clock=lambda: 0.0,
+    driver = PartyDriver(party, transport, clock=lambda: 0.0,
                          started=started)
     driver.step()
     if party.done:
@@ -216,7 +216,7 @@ class FedSecureGrid(Grid):
                             self.rng.bytes(16), server_round, self.options)
         server = setup.aggregator().server()
         transport, clock = MailboxTransport(SERVER_ID), _ExchangeClock()
-        driver = PartyDriver(server, transport, session=setup.session, clock=clock,
+        driver = PartyDriver(server, transport, clock=clock,
                              deadlines=Deadlines(default_s=timeout_s), on_event=self.on_event)
         driver.step()
         first = {m.metadata.dst_node_id: m for m in messages}
