@@ -11,7 +11,8 @@ next message.  Written once, for every party class:
   attribute declared in neither (a new field must be declared, never silently lost) or
   holding unsent messages;
 * the encoding is MessagePack through msgspec, typed by ``STATE`` (no Python object
-  serialization): bytes, ints, tuples, frozensets and dicts natively; X25519 key pairs, NumPy arrays and CKKS contexts
+  serialization): bytes, ints, tuples, frozensets and dicts natively; X25519 key pairs, NumPy
+  arrays and CKKS contexts
   through the hooks below.  Decoding checks every field's type;
 * a header binds the snapshot to the party's class, session, round and id: restoring it into
   another party raises LocalProtocolError.
