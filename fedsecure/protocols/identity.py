@@ -7,6 +7,14 @@ a client id to its verify key; a key that is not registered is an
 :class:`~fedsecure.errors.IntegrityError`, so an unsigned or unknown key is always refused.
 :class:`StaticRegistry` is a dict (or a JSON file ``{"<client id>": "<hex key>", ...}``); a PKI
 implements the same one method.  Private identity keys never leave their owner.
+
+SecAgg+ in malicious mode also needs the registry to be a *closed registration*: the whole
+population (:meth:`IdentityRegistry.population`) and a 32-byte ``nonce`` the registrar drew
+after the last key was registered (:attr:`IdentityRegistry.nonce`).  The neighbour graph is
+derived from those alone (:func:`~fedsecure.protocols.secagg.harary.registry_graph_seed`), so
+nothing the server chooses per round (session, roster, round number) can bias it, and no
+registrant could grind its key against the nonce.  A registry without them (None) cannot run
+malicious SecAgg+.
 """
 
 from __future__ import annotations
@@ -21,10 +29,18 @@ from fedsecure.errors import ConfigurationError, IntegrityError
 from fedsecure.hazmat import verify
 
 IDENTITY_KEY_BYTES = 32
+NONCE_BYTES = 32
 
 
 class IdentityRegistry(ABC):
     """Who may speak for a client id."""
+
+    nonce: bytes | None = None
+    """The registrar's 32 random bytes, drawn after registration closed; None if it has none."""
+
+    def population(self) -> frozenset[int] | None:
+        """Every registered client id, if registration is closed and listable; else None."""
+        return None
 
     @abstractmethod
     def verify_key(self, client: int) -> bytes:
@@ -39,24 +55,35 @@ class IdentityRegistry(ABC):
 
 
 class StaticRegistry(IdentityRegistry):
-    """Identity keys registered in advance, from a mapping or a JSON file."""
+    """Identity keys registered in advance, from a mapping or a JSON file, and optionally the
+    registrar's nonce (needed by malicious SecAgg+)."""
 
-    def __init__(self, keys: Mapping[int, bytes]):
+    def __init__(self, keys: Mapping[int, bytes], nonce: bytes | None = None):
         keys = dict(keys)
         require(all(isinstance(c, int) and c >= 1 for c in keys), "identities", sorted(keys),
                 "must map client ids (integers >= 1) to keys")
         require(all(isinstance(k, bytes) and len(k) == IDENTITY_KEY_BYTES for k in keys.values()),
                 "identities", "...", f"keys must be {IDENTITY_KEY_BYTES}-byte Ed25519 public keys")
+        require(nonce is None or (isinstance(nonce, bytes) and len(nonce) == NONCE_BYTES),
+                "nonce", nonce, f"must be {NONCE_BYTES} random bytes drawn by the registrar")
         self._keys = keys
+        self.nonce = nonce
 
     @classmethod
     def from_file(cls, path: str | Path) -> StaticRegistry:
-        """``{"1": "<64 hex digits>", ...}``; a malformed file is a ConfigurationError."""
+        """``{"1": "<64 hex digits>", ...}``, or ``{"keys": {...}, "nonce": "<64 hex digits>"}``
+        for a closed registration; a malformed file is a ConfigurationError."""
         try:
             raw = json.loads(Path(path).read_text())
-            return cls({int(c): bytes.fromhex(k) for c, k in raw.items()})
-        except (OSError, ValueError, AttributeError, TypeError) as exc:
+            nonce = None
+            if "keys" in raw:
+                nonce, raw = bytes.fromhex(raw["nonce"]), raw["keys"]
+            return cls({int(c): bytes.fromhex(k) for c, k in raw.items()}, nonce)
+        except (OSError, ValueError, AttributeError, TypeError, KeyError) as exc:
             raise ConfigurationError(f"identities file {str(path)!r}: {exc}") from None
+
+    def population(self) -> frozenset[int]:
+        return frozenset(self._keys)
 
     def verify_key(self, client: int) -> bytes:
         try:

@@ -27,8 +27,12 @@ from fedsecure.protocols.base import (
 from fedsecure.protocols.identity import IdentityRegistry, StaticRegistry
 from fedsecure.protocols.secagg.client import SecAggClient
 from fedsecure.protocols.secagg.graph import CompleteGraph, NeighbourGraph
-from fedsecure.protocols.secagg.harary import HararyGraph
-from fedsecure.protocols.secagg.parameters import GraphParameters, find_graph_parameters
+from fedsecure.protocols.secagg.harary import HararyGraph, registry_graph_seed
+from fedsecure.protocols.secagg.parameters import (
+    GraphParameters,
+    find_graph_parameters,
+    graph_guarantee,
+)
 from fedsecure.protocols.secagg.server import SecAggServer
 from fedsecure.rng import DEFAULT_RNG, RandomSource
 
@@ -70,10 +74,12 @@ class SecAggAggregator(Aggregator):
         self.security = security
         self.fixed_point = FixedPoint(n_clients=n, clip=spec.clip, scale_bits=scale_bits,
                                       max_weight=spec.max_weight, modulus_bits=modulus_bits)
+        self.identities, self.identity_keys = self._identities(identities, identity_keys)
         self.graph: NeighbourGraph = self._graph()
         self.threshold = self._threshold(threshold)
+        if self.malicious:
+            self._check_malicious_threshold()
         self.min_survivors = self._min_survivors()
-        self.identities, self.identity_keys = self._identities(identities, identity_keys)
 
     def _identities(self, identities, identity_keys):
         if not self.malicious:
@@ -85,12 +91,15 @@ class SecAggAggregator(Aggregator):
         require(isinstance(identities, IdentityRegistry), "identities", identities,
                 "security='malicious' needs an IdentityRegistry (or a mapping of client ids to"
                 " Ed25519 public keys) registered before the round")
+        return identities, dict(identity_keys or {})
+
+    def _check_malicious_threshold(self) -> None:
+        """On the complete graph: t >= floor(2n/3) + 1 (Bonawitz et al. §6)."""
         n, t = self.spec.n_clients, self.threshold
         require(t >= 2 * n // 3 + 1, "threshold", t,
                 f"security='malicious' needs t >= floor(2n/3) + 1 = {2 * n // 3 + 1} so that a"
                 " server cannot gather t signatures on two different survivor sets"
                 " (Bonawitz et al. §6)")
-        return identities, dict(identity_keys or {})
 
     def _graph(self) -> NeighbourGraph:
         return CompleteGraph(self.spec.client_ids)
@@ -126,7 +135,8 @@ class SecAggAggregator(Aggregator):
         its shares (one sealed pair per neighbour, two revealed shares per neighbour); the
         server's is the roster or the forwarded shares (one entry per neighbour).  Malicious
         mode adds a 64-byte signature per entry, and the server's survivor signatures and
-        forwarded complaint receipts (at most t - 1, each listing at most n clients)."""
+        forwarded complaint receipts (at most t - 1, each listing at most n clients), and the
+        consistency check's survivor set, which lists the whole U3 (all of the cohort)."""
         n, signature = self.graph.degree + 1, (66 if self.malicious else 1)
         sealed = 16 + 34 + 3 + OVERHEAD + 8 + 2 * SHARE_BYTES + signature  # with array headers
         if to_server:
@@ -137,7 +147,8 @@ class SecAggAggregator(Aggregator):
             largest = max(n * max(sealed, 90 + signature) + 64, 1100)  # 1100: an Abort's reason
             if self.malicious:
                 receipts = self.threshold * (5 * n + 16 + 34 * 2 + signature)
-                largest = max(largest, n * (8 + signature) + 10 * n + 64, receipts + 5 * n + 64)
+                largest = max(largest, n * (8 + signature) + 10 * n + 64, receipts + 5 * n + 64,
+                              5 * self.spec.n_clients + 64)
         return ENVELOPE_OVERHEAD_BYTES + largest
 
     @property
@@ -159,7 +170,16 @@ class SecAggPlusAggregator(SecAggAggregator):
     go on when fewer than t of its share holders remain.  :attr:`parameters` reports the
     guarantee reached; it is None when the cohort is too small for a sparse graph (no sparse
     graph meets the targets, or a tolerated fraction of n is below one client) and the
-    complete graph of SecAgg is used.  Semi-honest server, as for SecAgg (docs/threat-model.md).
+    complete graph of SecAgg is used.
+
+    ``security="malicious"`` (``identities``, ``identity_keys`` as for SecAgg) runs the same
+    signed rounds and consistency check, with three changes: the finder uses Bell et al.'s
+    bound against a server that lies about dropouts (``adversary="semi-malicious"``: t with
+    fewer than 2t - k - 1 corrupt neighbours; a ``threshold`` / ``degree`` override that misses
+    ``security_bits`` against it is refused); the graph is derived from the closed identity
+    registration (its population and registrar nonce, see :mod:`.harary`), never from the
+    session; and a client unmasks only after t of its own share holders signed the same
+    survivor set (docs/threat-model.md states what this still assumes).
     """
 
     name = "secaggplus"
@@ -169,16 +189,17 @@ class SecAggPlusAggregator(SecAggAggregator):
                  corrupt_fraction: float = 0.05, security_bits: float = 40.0,
                  correctness_bits: float = 20.0, degree: int | None = None,
                  threshold: int | None = None, security: str = "semi-honest",
+                 identities: IdentityRegistry | None = None,
+                 identity_keys: Mapping[int, bytes] | None = None,
                  rng: RandomSource = DEFAULT_RNG):
-        require(security == "semi-honest", "security", security,
-                "SecAgg+ runs semi-honest only for now: its graph is derived from the session,"
-                " which a malicious server could grind; use protocol 'secagg' with"
-                " security='malicious'")
+        self.adversary = "semi-malicious" if security == "malicious" else "semi-honest"
+        self._targets = {"corrupt_fraction": corrupt_fraction,
+                         "dropout_fraction": dropout_fraction, "adversary": self.adversary}
+        self._security_bits = security_bits
         try:
             self.parameters: GraphParameters | None = find_graph_parameters(
-                spec.n_clients, corrupt_fraction=corrupt_fraction,
-                dropout_fraction=dropout_fraction, security_bits=security_bits,
-                correctness_bits=correctness_bits)
+                spec.n_clients, security_bits=security_bits, correctness_bits=correctness_bits,
+                **self._targets)
         except ConfigurationError as exc:
             if "no sparse" not in str(exc):
                 raise
@@ -190,13 +211,32 @@ class SecAggPlusAggregator(SecAggAggregator):
         planned = self.parameters.degree if self.parameters is not None else spec.n_clients - 1
         self._degree = planned if degree is None else degree
         super().__init__(spec, scale_bits=scale_bits, modulus_bits=modulus_bits,
-                         threshold=threshold, rng=rng)
+                         threshold=threshold, security=security, identities=identities,
+                         identity_keys=identity_keys, rng=rng)
 
     def _graph(self) -> NeighbourGraph:
         if self._degree >= self.spec.n_clients - 1:
             return CompleteGraph(self.spec.client_ids)
-        return HararyGraph(self.spec.client_ids, self._degree, session=self.session,
-                           round_number=self.spec.round)
+        if not self.malicious:
+            return HararyGraph(self.spec.client_ids, self._degree, session=self.session,
+                               round_number=self.spec.round)
+        return HararyGraph(self.spec.client_ids, self._degree, seed=self._registry_seed())
+
+    def _registry_seed(self) -> bytes:
+        """Malicious mode: the graph comes from the closed registration only (harary.py), and
+        the cohort must be the registered population, so the server cannot pick a session,
+        roster or cohort that changes it."""
+        registry = self.identities
+        population = registry.population()
+        require(population is not None and registry.nonce is not None, "identities", registry,
+                "malicious SecAgg+ derives its graph from a closed registration: the registry"
+                " must list its population and carry the registrar's nonce (StaticRegistry(keys,"
+                " nonce=...)); otherwise use protocol 'secagg'")
+        require(population == frozenset(self.spec.client_ids), "n_clients", self.spec.n_clients,
+                f"malicious SecAgg+ runs on the registered population ({len(population)} clients"
+                " with ids 1..n), so that the server cannot choose a cohort to change the graph")
+        return registry_graph_seed({c: registry.verify_key(c) for c in population},
+                                   registry.nonce)
 
     def _threshold(self, threshold: int | None) -> int:
         if isinstance(self.graph, CompleteGraph):
@@ -207,6 +247,19 @@ class SecAggPlusAggregator(SecAggAggregator):
         require(isinstance(threshold, int) and 2 <= threshold <= holders, "threshold",
                 threshold, f"must be in [2, degree + 1] = [2, {holders}]")
         return threshold
+
+    def _check_malicious_threshold(self) -> None:
+        """On a sparse graph: the semi-malicious bound of Bell et al. — corrupt neighbours
+        must stay below 2t - k - 1 except with probability 2^-security_bits."""
+        if isinstance(self.graph, CompleteGraph):
+            return super()._check_malicious_threshold()
+        k, t = self.graph.degree, self.threshold
+        self.parameters = graph_guarantee(self.spec.n_clients, k, t, **self._targets)
+        require(self.parameters.security_bits >= self._security_bits, "threshold", t,
+                f"security='malicious' with degree {k} reaches only 2^-"
+                f"{self.parameters.security_bits:.1f} of the 2^-{self._security_bits:g} asked:"
+                f" a server that lies about dropouts breaks a client with 2t - k - 1 ="
+                f" {2 * t - k - 1} corrupt neighbours (Bell et al. §4); raise t")
 
     def _min_survivors(self) -> int:
         return max(self.threshold, self.spec.min_clients)

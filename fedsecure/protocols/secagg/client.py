@@ -23,7 +23,11 @@ Theory of operation (client u, neighbours N(u), threshold t; ``protocols/secagg/
    rounding, its randomness an AES-CTR stream under a fresh OS seed), append the weight, add
    PRG(b_u) and, for every v in U2 ∩ N(u), +PRG(s_uv) if u < v else -PRG(s_uv); send the
    words bit-packed to the ring's width (MaskedInput, with digest(MaskingSet)).
-4. UnmaskRequest (U3 survivors, D dropped): refuse unless the lists are disjoint, we are a
+3b. ConsistencyCheck (malicious mode only, U3): check it holds us, lies in the cohort, its
+   members among our share holders lie in U2 and are >= t; sign (session, round, U3).
+4. UnmaskRequest (U3 survivors, D dropped): in malicious mode first require the survivors to
+   be our share holders in the U3 we signed and >= t of them to have signed that same U3.
+   Refuse unless the lists are disjoint, we are a
    survivor, both lie in U2 and |U3| >= t — an honest client never reveals both the seed share
    and the key share of one peer.  Send the seed shares of U3 and key shares of D that we hold
    (UnmaskShares, with digest(UnmaskRequest)).
@@ -246,28 +250,33 @@ class SecAggClient(PhasedClient):
         self._enter("masked")
 
     def _on_consistency_check(self, body: ConsistencyCheck) -> None:
-        t = self.agg.threshold
+        t, holders = self.agg.threshold, self.agg.graph.share_holders(self.party_id)
         survivors = frozenset(body.survivors)
+        cohort = self.agg.spec.client_ids
         if len(survivors) != len(body.survivors) or self.party_id not in survivors \
-                or not survivors <= self._u2:
-            raise MalformedMessage("survivor set with repeats, without us or outside U2", SERVER_ID)
-        if len(survivors) < t:
-            raise UnsafeRequest(f"only {len(survivors)} survivors, threshold is {t}", SERVER_ID)
+                or not all(c in cohort for c in survivors) or not survivors & holders <= self._u2:
+            raise MalformedMessage("survivor set with repeats, without us, outside the cohort"
+                                   " or naming share holders outside U2", SERVER_ID)
+        if len(survivors & holders) < t:
+            raise UnsafeRequest(f"only {len(survivors & holders)} of our share holders survive,"
+                                f" threshold is {t}", SERVER_ID)
         self._signed_survivors = survivors
         self._send(ConsistencySignature(self._sign(
             masking.survivors_message(self.context, self.party_id, survivors))))
         self._enter("checked")
 
     def _check_survivor_signatures(self, body: UnmaskRequest) -> None:
-        """Malicious mode: unmask only the survivor set we signed, and only once t of its
-        members signed that same set (so no two honest clients act on different sets)."""
-        if set(body.survivors) != self._signed_survivors:
+        """Malicious mode: unmask only the survivor set we signed (the whole U3; the request
+        names our share holders in it), and only once t of those holders signed that same set
+        (on the complete graph: t of U3, so no two honest clients act on different sets)."""
+        ours = self._signed_survivors & self.agg.graph.share_holders(self.party_id)
+        if set(body.survivors) != ours:
             raise UnsafeRequest("unmask request names other survivors than the set we signed",
                                 SERVER_ID)
         signers = [item.client for item in body.signatures]
-        if len(set(signers)) != len(signers) or not set(signers) <= self._signed_survivors:
-            raise MalformedMessage("survivor signatures from repeated or non-surviving clients",
-                                   SERVER_ID)
+        if len(set(signers)) != len(signers) or not set(signers) <= ours:
+            raise MalformedMessage("survivor signatures from repeated or non-surviving clients"
+                                   " or from outside our share holders", SERVER_ID)
         if len(signers) < self.agg.threshold:
             raise UnsafeRequest(f"only {len(signers)} survivors signed the survivor set, threshold"
                                 f" is {self.agg.threshold}", SERVER_ID)

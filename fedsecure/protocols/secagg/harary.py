@@ -22,13 +22,20 @@ seed: graphs of different degree on the same round are nested.  Memory is O(n) (
 arrays) and ``neighbours`` is O(k + log n), so n = 10^6 is cheap.  The seed must not be chosen
 by an adversary after it knows which clients it corrupts (the semi-honest model of the paper):
 a server that could pick the session freely could grind for a favourable ring.
+
+Malicious mode therefore takes the seed from the closed identity registry instead
+(:func:`registry_graph_seed`): ``SHA-256("fedsecure/secaggplus/v1/registry-graph" ||
+nonce || uint32_le(n) || uint32_le(c_1) || key_1 || ... || uint32_le(c_n) || key_n)``, the
+registrar's 32-byte nonce (drawn after the last key was registered) and every registered
+client's 32-byte identity key in ascending-id order.  No session, round or roster enters it,
+so the server has nothing to grind, and every client derives the graph itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import operator
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
@@ -37,6 +44,7 @@ from fedsecure.hazmat.prg import expand
 from fedsecure.protocols.secagg.graph import NeighbourGraph
 
 DOMAIN = b"fedsecure/secaggplus/v1/harary-graph"
+REGISTRY_DOMAIN = b"fedsecure/secaggplus/v1/registry-graph"
 PRG_CONTEXT = b"harary-graph"
 MAX_CLIENT_ID = 2**32 - 1
 
@@ -46,22 +54,44 @@ def graph_seed(clients: Iterable[int], *, session: bytes, round_number: int) -> 
     return _seed(_client_ids(clients), session, round_number)
 
 
+def registry_graph_seed(keys: Mapping[int, bytes], nonce: bytes) -> bytes:
+    """The 32-byte seed of the malicious-mode ring: the whole registered population ``keys``
+    (client id -> 32-byte identity key) and the registrar's 32-byte ``nonce``."""
+    ids = _client_ids(keys)
+    if not isinstance(nonce, bytes) or len(nonce) != 32:
+        raise ConfigurationError("nonce: must be the registrar's 32 bytes")
+    if any(not isinstance(k, bytes) or len(k) != 32 for k in keys.values()):
+        raise ConfigurationError("keys: identity keys must be 32 bytes")
+    return hashlib.sha256(REGISTRY_DOMAIN + nonce + len(ids).to_bytes(4, "little") + b"".join(
+        int(c).to_bytes(4, "little") + keys[int(c)] for c in ids)).digest()
+
+
 def derive_ring(clients: Iterable[int], *, session: bytes, round_number: int) -> np.ndarray:
     """The clients in ring order (an int64 array) for one round; see the module docstring."""
     ids = _client_ids(clients)
-    return ids[_ring_order(ids, session, round_number)]
+    return ids[_ring_order(ids, _seed(ids, session, round_number))]
 
 
 class HararyGraph(NeighbourGraph):
-    """H(n, k) on the ring of :func:`derive_ring`: each client's k/2 ring neighbours per side."""
+    """H(n, k) on the ring of :func:`derive_ring`: each client's k/2 ring neighbours per side.
+    The ring comes from (``session``, ``round_number``), or from an explicit 32-byte ``seed``
+    (malicious mode: :func:`registry_graph_seed`)."""
 
-    def __init__(self, clients: Iterable[int], degree: int, *, session: bytes, round_number: int):
+    def __init__(self, clients: Iterable[int], degree: int, *, session: bytes | None = None,
+                 round_number: int | None = None, seed: bytes | None = None):
         self._sorted_ids = _client_ids(clients)
         n = len(self._sorted_ids)
         self.degree = _integer("degree", degree, 2, n - 1)
         if self.degree % 2:
             raise ConfigurationError(f"degree={degree!r}: must be even")
-        order = _ring_order(self._sorted_ids, session, round_number)
+        if (seed is None) == (session is None and round_number is None):
+            raise ConfigurationError("give either session and round_number, or seed")
+        if seed is None:
+            seed = _seed(self._sorted_ids, session, round_number)
+        elif not isinstance(seed, bytes) or len(seed) != 32:
+            raise ConfigurationError("seed: must be 32 bytes")
+        self.seed = seed
+        order = _ring_order(self._sorted_ids, seed)
         self.ring = self._sorted_ids[order]
         self._position = np.empty(n, dtype=np.int64)  # ring position of the r-th smallest id
         self._position[order] = np.arange(n)
@@ -84,9 +114,9 @@ class HararyGraph(NeighbourGraph):
         return frozenset(self.ring[around].tolist())
 
 
-def _ring_order(ids: np.ndarray, session: bytes, round_number: int) -> np.ndarray:
+def _ring_order(ids: np.ndarray, seed: bytes) -> np.ndarray:
     """Indices into the ascending ``ids`` in ring order: ascending (key, id)."""
-    keys = expand(_seed(ids, session, round_number), PRG_CONTEXT, len(ids), "<u8")
+    keys = expand(seed, PRG_CONTEXT, len(ids), "<u8")
     order = np.argsort(keys)
     ordered = keys[order]
     if np.any(ordered[1:] == ordered[:-1]):  # a key collision (< n^2 / 2^65): the id decides

@@ -114,6 +114,30 @@ def find_graph_parameters(clients: int, *, corrupt_fraction: float, dropout_frac
         f" reaches 2^-{sigma} security and 2^-{eta} failure; use the complete graph")
 
 
+def graph_guarantee(clients: int, degree: int, threshold: int, *, corrupt_fraction: float,
+                    dropout_fraction: float, adversary: str = "semi-honest") -> GraphParameters:
+    """The guarantee a given (k, t) reaches for n clients, by the same bounds as the finder
+    (security_bits 0 when the breaking number of corrupt neighbours is <= 0: always broken)."""
+    n = _positive_int("clients", clients)
+    gamma, delta = _fraction("corrupt_fraction", corrupt_fraction), \
+        _fraction("dropout_fraction", dropout_fraction)
+    if adversary not in ADVERSARIES:
+        raise ConfigurationError(f"adversary={adversary!r}: must be one of {ADVERSARIES}")
+    k, t = _positive_int("degree", degree), _positive_int("threshold", threshold)
+    if k % 2 or k > n - 2 or not 2 <= t <= k + 1:
+        raise ConfigurationError(f"degree={k}, threshold={t}: need an even k <= n - 2 and"
+                                 " 2 <= t <= k + 1")
+    corrupt = math.floor(gamma * n + _EPSILON)
+    dropped = math.floor(delta * n + _EPSILON)
+    breaking = max(_breaking_corruptions(t, k, adversary), 0)
+    leak = _disconnected_bound(n, k, corrupt + dropped) \
+        + n * _upper_tails(n, corrupt, k)[breaking]
+    return GraphParameters(
+        clients=n, degree=k, threshold=t, corrupt_fraction=gamma, dropout_fraction=delta,
+        adversary=adversary, security_bits=_bits(min(leak, 1.0)),
+        correctness_bits=_bits(n * _lower_tails(n, n - dropped, k)[t]))
+
+
 def _smallest_threshold(corrupt_tail: np.ndarray, limit: float, adversary: str) -> int:
     """Smallest t >= 2 whose breaking number of corrupt neighbours is rarer than ``limit``.
 

@@ -17,7 +17,10 @@ bad client can drop only itself — ``protocols/secagg/SPEC.md`` gives the argum
   dropped.  Either way nobody else is affected.  Then MaskingSet (U2) to everyone left.
 * ``collect_masked``: MaskedInput -> U3, each added into one running sum as it arrives (memory
   grows with d, not n·d): complaints were settled before anyone masked, so no accepted input
-  is ever taken back.  Send UnmaskRequest (U3, U2 minus U3) to every member of U3.
+  is ever taken back.  Send UnmaskRequest (U3, U2 minus U3) to every member of U3 — in
+  malicious mode first ConsistencyCheck(U3), the whole set, to every member of U3
+  (``collect_signatures``), and then each signer's request carries the signatures of its
+  share holders.
 * ``collect_unmask``: UnmaskShares -> decode each needed secret from all the shares that
   arrived, correcting up to (m - t) / 2 corrupted ones (Berlekamp–Welch; their holders are
   reported and ignored), check it against its public key or commitment, remove the masks and
@@ -261,7 +264,7 @@ class SecAggServer(PhasedServer):
         self._survivors = survivors
         self._unmask_dropped = sorted(set(self._u2) - set(survivors))
         if not self.agg.malicious:
-            self._send_unmask_requests(survivors, [])
+            self._send_unmask_requests(survivors, {})
             return
         for client in survivors:  # malicious mode: every survivor signs U3 first
             self._send(client, ConsistencyCheck(survivors))
@@ -274,14 +277,18 @@ class SecAggServer(PhasedServer):
 
     def _close_consistency(self, answered: dict) -> None:
         self._require(len(answered), "signed the survivor set")
-        signatures = [SurvivorSignature(c, sig) for c, sig in sorted(answered.items())]
-        self._send_unmask_requests(sorted(answered), signatures)
+        self._send_unmask_requests(sorted(answered), answered)
 
-    def _send_unmask_requests(self, recipients, signatures) -> None:
+    def _send_unmask_requests(self, recipients, signatures: dict[int, bytes]) -> None:
+        """Each recipient's view: its share holders in U3, its neighbours that dropped, and (in
+        malicious mode) the signatures on U3 of those holders that signed."""
         alive, gone, graph = set(self._survivors), set(self._unmask_dropped), self.agg.graph
+        signed = set(signatures)
         self._send_views(recipients, lambda c: (tuple(sorted(graph.share_holders(c) & alive)),
-                                                tuple(sorted(graph.neighbours(c) & gone))),
-                         lambda view: UnmaskRequest(list(view[0]), list(view[1]), signatures),
+                                                tuple(sorted(graph.neighbours(c) & gone)),
+                                                tuple(sorted(graph.share_holders(c) & signed))),
+                         lambda view: UnmaskRequest(list(view[0]), list(view[1]), [
+                             SurvivorSignature(c, signatures[c]) for c in view[2]]),
                          self._digests)
         self._next_phase("collect_unmask", recipients)
 
