@@ -1,7 +1,12 @@
 """Property: up to n - t hostile clients, each with a behaviour drawn from ``tests.hostile``,
 plus random dropouts at every phase.  Never an untyped exception; the result is the exact sum
 of the honest survivors' inputs (U3), or a typed abort that happens only below threshold — or,
-when more unmask shares are corrupted than decoding can correct, a typed ProtocolAborted."""
+when more unmask shares are corrupted than decoding can correct, a typed ProtocolAborted.
+
+The same hostile clients on SecAgg+'s sparse ring (semi-honest and malicious mode), where the
+outcome depends on each neighbourhood: no honest client is ever blamed, every honest client
+that neither fell silent nor gave up on its own neighbourhood is among the survivors, and the
+result is the exact sum of the survivors or a typed abort."""
 
 from __future__ import annotations
 
@@ -10,13 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedsecure.errors import InsufficientParticipants, ProtocolAborted
-from fedsecure.protocols.base import AggregationSpec
+from fedsecure.protocols.base import AggregationSpec, ClientDropped, RoundAborted
+from fedsecure.protocols.secagg import HararyGraph
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
-from tests.hostile import BEHAVIOURS, HostileSecAgg
+from tests.hostile import BEHAVIOURS, HostileSecAgg, HostileSecAggPlus
 from tests.secagg.helpers import CLIENT_TAGS, SESSION, exact_sum, grid_inputs
-from tests.secagg.malicious_helpers import make_malicious
+from tests.secagg.malicious_helpers import PLUS_DEGREE, PLUS_THRESHOLD, make_malicious
 
 
 class Abort(Exception):
@@ -111,5 +117,60 @@ def check_scenario(scenario, malicious):
         return
     assert list(report.result.survivors) == survivors
     expected, weight = exact_sum(aggregator, inputs, survivors)
+    np.testing.assert_array_equal(report.result.weighted_sum, expected)
+    assert report.result.total_weight == weight
+
+
+@st.composite
+def sparse_scenarios(draw, malicious=False):
+    n = draw(st.integers(7, 14))
+    bad = draw(st.lists(st.integers(1, n), unique=True, max_size=2))
+    hostile = {c: draw(st.sampled_from(sorted(BEHAVIOURS))) for c in bad}
+    tags = CLIENT_TAGS + (("ConsistencySignature",) if malicious else ())
+    silent = draw(st.dictionaries(st.integers(1, n), st.sampled_from(tags), max_size=2))
+    return n, hostile, silent, draw(st.integers(0, 2**32))
+
+
+@settings(max_examples=15, deadline=None)
+@given(sparse_scenarios())
+def test_hostile_clients_only_drop_themselves_on_the_sparse_graph(scenario):
+    check_sparse_scenario(scenario, malicious=False)
+
+
+@settings(max_examples=15, deadline=None)
+@given(sparse_scenarios(malicious=True))
+def test_hostile_clients_only_drop_themselves_on_the_sparse_graph_in_malicious_mode(scenario):
+    check_sparse_scenario(scenario, malicious=True)
+
+
+def check_sparse_scenario(scenario, malicious):
+    n, hostile, silent, seed = scenario
+    behaviours = {c: BEHAVIOURS[b] for c, b in hostile.items()}
+    if malicious:
+        aggregator = make_malicious(n, seed=seed, hostile=behaviours, protocol="secaggplus")
+    else:
+        spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
+        aggregator = HostileSecAggPlus(spec, hostile=behaviours, scale_bits=8,
+                                       degree=PLUS_DEGREE, threshold=PLUS_THRESHOLD,
+                                       rng=DeterministicRandom(seed))
+    assert isinstance(aggregator.graph, HararyGraph)
+    inputs = grid_inputs(aggregator, seed)
+    report = simulate_round(aggregator, inputs,
+                            faults=[Silent(c, tag) for c, tag in silent.items()])
+    blamed = {e.client for pid, e in report.events
+              if pid == 0 and isinstance(e, ClientDropped) and e.error is not None}
+    assert blamed <= set(hostile), (blamed, hostile)
+    if report.error is not None:
+        assert isinstance(report.error, ProtocolAborted), report.error
+        return
+    survivors = set(report.result.survivors)
+    gave_up = {pid for pid, e in report.events if pid != 0 and isinstance(e, RoundAborted)}
+    honest = set(range(1, n + 1)) - set(hostile) - set(silent) - gave_up
+    assert honest <= survivors, (honest - survivors)
+    before_masking = set(CLIENT_TAGS[:4])
+    assert not survivors & {c for c, tag in silent.items() if tag in before_masking}
+    assert not survivors & {c for c, b in hostile.items()
+                            if b in ("low_order_keys", "oversized_input")}
+    expected, weight = exact_sum(aggregator, inputs, sorted(survivors))
     np.testing.assert_array_equal(report.result.weighted_sum, expected)
     assert report.result.total_weight == weight
