@@ -1,4 +1,5 @@
-"""Replay the SecAgg conformance vectors byte for byte: any change of the wire is deliberate."""
+"""Replay the SecAgg (and malicious SecAgg+) conformance vectors byte for byte: any change of
+the wire is deliberate."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def test_transcript_replays_byte_for_byte(path):
     faults = [(f["party"], f["before"]) for f in vector["faults"]]
     inputs, report, _ = run_case(vector["seed"], faults, vector["parameters"],
                                  vector.get("hostile"), vector.get("security", "semi-honest"),
-                                 vector.get("threshold"))
+                                 vector.get("threshold"), vector.get("protocol", "secagg"))
     for c, (v, w) in inputs.items():
         assert v.tolist() == vector["inputs"][str(c)]["vector"]
         assert w == vector["inputs"][str(c)]["weight"]

@@ -1,4 +1,5 @@
-"""Conformance vectors for the SecAgg+ building blocks: graph derivation, parameters, packing.
+"""Conformance vectors for the SecAgg+ building blocks: graph derivation (from the session and
+round, and in malicious mode from the closed registration), parameters, packing.
 
 ``python -m tests.secaggplus.conformance`` rewrites ``protocols/secaggplus/vectors/*.json``;
 only do that for a deliberate change of the specification, and say so in the change.
@@ -15,7 +16,12 @@ import numpy as np
 
 from fedsecure.hazmat.prg import expand
 from fedsecure.kernels.packing import pack
-from fedsecure.protocols.secagg.harary import PRG_CONTEXT, HararyGraph, graph_seed
+from fedsecure.protocols.secagg.harary import (
+    PRG_CONTEXT,
+    HararyGraph,
+    graph_seed,
+    registry_graph_seed,
+)
 from fedsecure.protocols.secagg.parameters import find_graph_parameters
 from fedsecure.rng import DeterministicRandom
 
@@ -33,6 +39,15 @@ GRAPH_CASES = [
     {"name": "thousand_clients_degree_30", "clients": list(range(1, 1001)), "degree": 30,
      "session": "000102030405060708090a0b0c0d0e0f", "round": 1},
 ]
+REGISTRY_CASES = [
+    {"name": "nine_registered_degree_4", "clients": list(range(1, 10)), "degree": 4,
+     "nonce": "5ec0a995" * 8},
+    {"name": "scattered_registered_degree_6", "degree": 6, "nonce": "00" * 31 + "01",
+     "clients": [2, 3, 5, 7, 11, 13, 17, 19, 23, 2**32 - 1]},
+    {"name": "two_hundred_registered_degree_28", "clients": list(range(1, 201)), "degree": 28,
+     "nonce": "ff" * 32},
+]
+"""Identity keys: 32 bytes per client from DeterministicRandom("fedsecure-registry/<name>")."""
 PARAMETER_CASES = [
     {"clients": n, "corrupt_fraction": gamma, "dropout_fraction": delta, "adversary": adversary,
      "security_bits": sigma, "correctness_bits": eta}
@@ -58,6 +73,20 @@ def graph_vector(case: dict) -> dict:
     return case | {
         "seed": seed.hex(),
         "first_keys": expand(seed, PRG_CONTEXT, min(4, len(listed)), "<u8").tolist(),
+        "ring": graph.ring.tolist(),
+        "neighbours": {str(c): sorted(graph.neighbours(c)) for c in listed},
+    }
+
+
+def registry_vector(case: dict) -> dict:
+    stream = DeterministicRandom(f"fedsecure-registry/{case['name']}")
+    keys = {c: stream.bytes(32) for c in sorted(case["clients"])}
+    seed = registry_graph_seed(keys, bytes.fromhex(case["nonce"]))
+    graph = HararyGraph(case["clients"], case["degree"], seed=seed)
+    listed = sorted(case["clients"])[:12]
+    return case | {
+        "keys": {str(c): k.hex() for c, k in keys.items()},
+        "seed": seed.hex(),
         "ring": graph.ring.tolist(),
         "neighbours": {str(c): sorted(graph.neighbours(c)) for c in listed},
     }
@@ -102,6 +131,8 @@ def build_vectors() -> dict[str, dict]:
     return {
         "harary_graphs": common | {"section": "Graph derivation",
                                    "cases": [graph_vector(c) for c in GRAPH_CASES]},
+        "registry_graphs": common | {"section": "Graph derivation in malicious mode",
+                                     "cases": [registry_vector(c) for c in REGISTRY_CASES]},
         "graph_parameters": common | {"section": "Parameters",
                                       "cases": [parameter_vector(c) for c in PARAMETER_CASES]},
         "packing": common | {"section": "Packing",

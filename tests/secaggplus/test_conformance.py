@@ -10,7 +10,12 @@ import pytest
 from fedsecure.errors import MalformedMessage
 from fedsecure.hazmat.prg import expand
 from fedsecure.kernels.packing import pack, pack_reference, unpack, unpack_reference
-from fedsecure.protocols.secagg.harary import PRG_CONTEXT, HararyGraph, graph_seed
+from fedsecure.protocols.secagg.harary import (
+    PRG_CONTEXT,
+    HararyGraph,
+    graph_seed,
+    registry_graph_seed,
+)
 from fedsecure.protocols.secagg.parameters import find_graph_parameters
 from tests.secaggplus.conformance import VECTOR_DIR, build_vectors
 
@@ -31,6 +36,17 @@ def test_graph_derivation_replays(case):
     assert expand(seed, PRG_CONTEXT, len(case["first_keys"]), "<u8").tolist() == case["first_keys"]
     graph = HararyGraph(case["clients"], case["degree"], session=session,
                         round_number=case["round"])
+    assert graph.ring.tolist() == case["ring"]
+    for client, neighbours in case["neighbours"].items():
+        assert sorted(graph.neighbours(int(client))) == neighbours
+
+
+@pytest.mark.parametrize("case", load("registry_graphs")["cases"], ids=lambda c: c["name"])
+def test_registry_graph_derivation_replays(case):
+    keys = {int(c): bytes.fromhex(k) for c, k in case["keys"].items()}
+    seed = registry_graph_seed(keys, bytes.fromhex(case["nonce"]))
+    assert seed.hex() == case["seed"]
+    graph = HararyGraph(case["clients"], case["degree"], seed=seed)
     assert graph.ring.tolist() == case["ring"]
     for client, neighbours in case["neighbours"].items():
         assert sorted(graph.neighbours(int(client))) == neighbours
