@@ -166,3 +166,31 @@ def test_equal_keys_are_ordered_by_client_id(monkeypatch):
     monkeypatch.setattr(harary, "expand", lambda seed, context, count, dtype: keys)
     ring = derive_ring([60, 50, 40, 30, 20, 10], session=b"", round_number=0)
     assert ring.tolist() == [40, 20, 50, 10, 30, 60]  # ids ascending carry keys 5 1 5 0 1 5
+
+
+def test_a_registry_seed_binds_every_key_and_the_nonce_and_nothing_else():
+    keys = {c: hashlib.sha256(bytes([c])).digest() for c in range(1, 21)}
+    nonce = hashlib.sha256(b"registrar").digest()
+    seed = harary.registry_graph_seed(keys, nonce)
+    assert harary.registry_graph_seed(dict(reversed(list(keys.items()))), nonce) == seed
+    changed = [harary.registry_graph_seed(keys | {7: bytes(32)}, nonce),
+               harary.registry_graph_seed(keys, bytes(32)),
+               harary.registry_graph_seed({c + 1: k for c, k in keys.items()}, nonce)]
+    assert len({seed, *changed}) == 4
+    graph = HararyGraph(keys, 6, seed=seed)
+    assert graph.seed == seed and sorted(graph.ring.tolist()) == sorted(keys)
+    assert graph.ring.tolist() != HararyGraph(keys, 6, seed=changed[1]).ring.tolist()
+
+
+@pytest.mark.parametrize("options", [{}, {"seed": bytes(32), "session": bytes(16)},
+                                     {"seed": bytes(31)}, {"seed": "00" * 32}])
+def test_refuses_a_missing_double_or_bad_seed(options):
+    with pytest.raises(ConfigurationError):
+        HararyGraph(range(10), 4, **options)
+
+
+@pytest.mark.parametrize("nonce,key", [(bytes(31), bytes(32)), (None, bytes(32)),
+                                       (bytes(32), bytes(33))])
+def test_refuses_a_bad_registry(nonce, key):
+    with pytest.raises(ConfigurationError):
+        harary.registry_graph_seed({1: key, 2: key, 3: key}, nonce)
