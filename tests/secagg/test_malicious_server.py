@@ -406,7 +406,7 @@ def test_malicious_mode_an_advertisement_signed_by_an_unregistered_key_is_refuse
     cohort member registered, so this is how an unknown key reaches it)."""
     n = 7 if protocol == "secagg" else 9
     public, _ = identities(n)
-    public[6], _ = identities(n, seed="not-registered")[0][6], None
+    public[6] = identities(n, seed="not-registered")[0][6]
     aggregator = make_malicious(n, seed=7, registry=public, protocol=protocol)
     h = Harness(aggregator, grid_inputs(aggregator, 7))
     h.deliver_to_server()
@@ -414,11 +414,9 @@ def test_malicious_mode_an_advertisement_signed_by_an_unregistered_key_is_refuse
     assert dropped == [6]
     out = h.close_phase()
     honest = make_malicious(n, seed=7, protocol=protocol)  # 6's advertisement, really signed
-    entry_of_six = {}
-    for client, envelopes in intercept(Harness(honest, grid_inputs(honest, 7))).items():
-        for e in envelopes[0].body.entries:
-            if e.client == 6:
-                entry_of_six = e
+    rosters = intercept(Harness(honest, grid_inputs(honest, 7)))
+    entry_of_six = next(e for envelopes in rosters.values() for e in envelopes[0].body.entries
+                        if e.client == 6)
     victim = min(holders(aggregator, 6) - {6})
     roster = KeyRoster(sorted([*out[victim][0].body.entries, entry_of_six],
                               key=lambda e: e.client))
