@@ -1,10 +1,12 @@
-"""Bonawitz et al. secure aggregation (CCS'17) and SecAgg+ (Bell et al., CCS'20), semi-honest,
-with dropout recovery: one client and one server, written over a neighbour graph.
+"""Bonawitz et al. secure aggregation (CCS'17) and SecAgg+ (Bell et al., CCS'20), semi-honest
+or (``security="malicious"``) against a deviating server, with dropout recovery: one client
+and one server, written over a neighbour graph.
 
 ``make_aggregator("secagg", spec, scale_bits=16, modulus_bits=None, threshold=None)``: the
 complete graph.  ``make_aggregator("secaggplus", spec, dropout_fraction=0.1,
 corrupt_fraction=0.05, ...)``: a random Harary graph of degree k = O(log n) derived from the
-round's public data, with k and the per-neighbourhood threshold from the parameter finder.
+round's public data (in malicious mode: from the closed identity registration, which the server
+cannot grind), with k and the per-neighbourhood threshold from the parameter finder.
 The wire protocol is specified in ``protocols/secagg/SPEC.md`` (and the graph, parameters and
 packing in ``protocols/secaggplus/SPEC.md``) at the repository root.
 """
