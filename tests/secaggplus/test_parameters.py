@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError
-from fedsecure.protocols.secagg.parameters import find_graph_parameters
+from fedsecure.protocols.secagg.parameters import find_graph_parameters, graph_guarantee
 
 SH, SM = "semi-honest", "semi-malicious"
 
@@ -182,3 +182,28 @@ def test_refuses_bad_arguments(kwargs):
 def test_refuses_when_no_sparse_graph_is_secure():
     with pytest.raises(ConfigurationError, match="complete graph"):
         find_graph_parameters(5, corrupt_fraction=0.4, dropout_fraction=0.4)
+
+
+@pytest.mark.parametrize("adversary", ["semi-honest", "semi-malicious"])
+@pytest.mark.parametrize("n, gamma, delta", [(1000, 0.05, 0.05), (300, 0.05, 0.1),
+                                             (5000, 0.02, 0.2)])
+def test_the_guarantee_of_the_finders_choice_is_what_the_finder_reports(n, gamma, delta,
+                                                                        adversary):
+    found = find_graph_parameters(n, corrupt_fraction=gamma, dropout_fraction=delta,
+                                  adversary=adversary)
+    assert graph_guarantee(n, found.degree, found.threshold, corrupt_fraction=gamma,
+                           dropout_fraction=delta, adversary=adversary) == found
+    # one below the finder's threshold misses the security target
+    weaker = graph_guarantee(n, found.degree, found.threshold - 1, corrupt_fraction=gamma,
+                             dropout_fraction=delta, adversary=adversary)
+    assert found.threshold == 2 or weaker.security_bits < 40
+
+
+def test_a_threshold_a_lying_server_always_breaks_has_no_security():
+    # 2t - k - 1 <= 0: the honest holders' single shares already give t of both secrets
+    weak = graph_guarantee(100, 16, 8, corrupt_fraction=0.05, dropout_fraction=0.1,
+                           adversary="semi-malicious")
+    assert weak.security_bits == 0
+    assert graph_guarantee(100, 16, 8, corrupt_fraction=0.05, dropout_fraction=0.1).security_bits > 0
+    with pytest.raises(ConfigurationError):
+        graph_guarantee(100, 15, 8, corrupt_fraction=0.05, dropout_fraction=0.1)

@@ -29,7 +29,9 @@ order and each is joined to the k/2 nearest on either side (:mod:`.harary`).  At
 
 Security asks ``P1 + P2 <= 2^-sigma`` (each term gets ``2^-(sigma+1)``) and correctness
 ``P3 < 2^-eta``.  The finder scans even k = 2, 4, ..., n - 2 and returns the first k for which
-some t satisfies both, with the smallest such t (at least 2: the cheapest to reconstruct).
+some t satisfies both, with the smallest such t (at least 2: the cheapest to reconstruct);
+:func:`graph_guarantee` evaluates the same bounds for a given (k, t) (malicious SecAgg+ refuses
+a configured pair that misses the target against the semi-malicious bound).
 The achieved bounds are reported in bits (``-log2`` of the union bounds; ``inf`` when the bad
 event is impossible).  As in Google's finder, the hypergeometric population is all n clients.
 It reproduces that finder's published degrees and thresholds (e.g. k = 30 / 34 / 38 for
