@@ -12,7 +12,9 @@ clients different views, collects what they reveal and tries to unmask one hones
   Honest clients only, default threshold.
 
 In semi-honest mode both recover the victim's input exactly; in malicious mode the honest
-clients refuse (no set gathers t signatures) and what the server collected opens nothing.
+clients refuse (no set gathers t signatures) and what the server collected opens nothing —
+on SecAgg and on a sparse SecAgg+ ring (degree 4, t = 4: a colluding neighbour is below the
+2t - k - 1 = 3 that breaks it), where the groups are drawn from the victim's neighbourhood.
 """
 
 from __future__ import annotations
@@ -34,20 +36,22 @@ from fedsecure.messages import (
     UnmaskShares,
 )
 from fedsecure.protocols.base import RoundAborted
-from fedsecure.protocols.secagg import masking
+from fedsecure.protocols.secagg import CompleteGraph, masking
 from tests.harness import Harness
 from tests.secagg.helpers import grid_inputs, make_secagg
 from tests.secagg.malicious_helpers import identities, make_malicious
 
-N, VICTIM = 7, 1
-MODES = ("semi-honest", "malicious")
+VICTIM = 1
+MODES = [("secagg", "semi-honest"), ("secagg", "malicious"), ("secaggplus", "malicious")]
 
 
-def start(security, seed):
+def start(protocol, security, seed):
     if security == "semi-honest":
-        aggregator = make_secagg(N, 5, seed=seed, max_weight=4)
+        aggregator = make_secagg(7, 5, seed=seed, max_weight=4)
+    elif protocol == "secagg":
+        aggregator = make_malicious(7, 5, seed=seed)
     else:
-        aggregator = make_malicious(N, 5, seed=seed)
+        aggregator = make_malicious(9, 5, seed=seed, protocol="secaggplus", threshold=4)
     inputs = grid_inputs(aggregator, seed)
     return aggregator, inputs, Harness(aggregator, inputs)
 
@@ -66,12 +70,14 @@ def send(h, client, body):
 def ask(h, views, colluders=()):
     """Send each client its own survivor set / dropped list; in malicious mode first run the
     consistency round on those sets (colluders sign every set) and attach, for each client,
-    every signature the server holds on that client's set.  Returns the UnmaskShares given."""
+    every signature the server holds on that client's set from its share holders.  Each
+    request is cut to the client's neighbourhood, as the server would.  Returns the
+    UnmaskShares given."""
     agg = h.aggregator
     signatures: dict[frozenset, dict[int, bytes]] = {}
     if agg.malicious:
         context = masking.round_context(agg.session, agg.spec.round)
-        _, private = identities(N)
+        _, private = identities(agg.spec.n_clients)
         for client, (survivors, _) in views.items():
             for body in send(h, client, ConsistencyCheck(sorted(survivors))):
                 if isinstance(body, ConsistencySignature):
@@ -85,8 +91,10 @@ def ask(h, views, colluders=()):
         if h.clients[client].phase == "aborted":
             continue
         signed = signatures.get(frozenset(survivors), {})
-        request = UnmaskRequest(sorted(survivors), sorted(dropped), [
-            SurvivorSignature(c, s) for c, s in sorted(signed.items()) if c in survivors])
+        mine = agg.graph.share_holders(client) & set(survivors)
+        request = UnmaskRequest(sorted(mine), sorted(agg.graph.neighbours(client) & set(dropped)),
+                                [SurvivorSignature(c, s) for c, s in sorted(signed.items())
+                                 if c in mine])
         for body in send(h, client, request):
             if isinstance(body, UnmaskShares):
                 given[client] = body
@@ -137,16 +145,20 @@ def assert_refused(h, clients):
         assert isinstance(aborted[-1].error, UnsafeRequest), aborted
 
 
-@pytest.mark.parametrize("security", MODES)
-def test_different_survivor_sets_and_one_colluder_unmask_a_client_declared_dropped(security):
-    aggregator, inputs, h = start(security, seed=11)
-    t, everyone = aggregator.threshold, set(range(1, N + 1))
-    run_to(h, "collect_masked")  # everyone masked with everyone
+@pytest.mark.parametrize("protocol, security", MODES)
+def test_different_survivor_sets_and_one_colluder_unmask_a_client_declared_dropped(protocol,
+                                                                                  security):
+    aggregator, inputs, h = start(protocol, security, seed=11)
+    t, everyone = aggregator.threshold, set(aggregator.spec.client_ids)
+    run_to(h, "collect_masked")  # everyone masked with its neighbours
     masked = {e.sender: e.body for e in h.to_server if isinstance(e.body, MaskedInput)}
     assert set(masked) == everyone
-    colluder, group_a, group_b = 7, [VICTIM, 2, 3], [4, 5, 6]
+    peers = sorted(aggregator.graph.neighbours(VICTIM))
+    half = len(peers) // 2 - 1
+    colluder, group_a, group_b = peers[-1], [VICTIM, *peers[:half]], peers[half:-1]
     views = {c: (everyone, set()) for c in group_a}  # "the victim survived": seed shares
-    views |= {c: (everyone - {VICTIM}, {VICTIM}) for c in group_b}  # "it dropped": key shares
+    views |= {c: (everyone - {VICTIM}, {VICTIM})  # "it dropped": key shares
+              for c in everyone - set(group_a) - {colluder}}
     given = ask(h, views, colluders=[colluder])
     seeds, keys = collected(given, VICTIM, [colluder], h)
     if security == "semi-honest":
@@ -155,17 +167,21 @@ def test_different_survivor_sets_and_one_colluder_unmask_a_client_declared_dropp
         pair_seeds = {p: agree(masking_key, h.server._keys[p].masking_public_key)
                       for p in everyone - {VICTIM}}
         assert_recovered(h, inputs, unmask(h, masked[VICTIM], reconstruct(seeds, t), pair_seeds))
-    else:
-        assert_refused(h, group_a + group_b)  # t - 1 signatures on either set, not t
-        assert len(seeds) < t and len(keys) < t  # the colluder's shares alone
+        return
+    # fewer than t of the holders' signatures on the victim's set; on the complete graph on
+    # the other set too (on the ring a far-away holder may see t signatures on it)
+    assert_refused(h, group_a + (group_b if isinstance(aggregator.graph, CompleteGraph) else []))
+    assert len(seeds) < t and len(keys) < t
 
 
-@pytest.mark.parametrize("security", MODES)
-def test_restricted_share_views_and_dropping_its_peers_unmask_an_honest_client(security):
-    aggregator, inputs, h = start(security, seed=12)
-    t, everyone = aggregator.threshold, set(range(1, N + 1))
+@pytest.mark.parametrize("protocol, security", MODES)
+def test_restricted_share_views_and_dropping_its_peers_unmask_an_honest_client(protocol,
+                                                                              security):
+    aggregator, inputs, h = start(protocol, security, seed=12)
+    t, everyone = aggregator.threshold, set(aggregator.spec.client_ids)
     context = masking.round_context(aggregator.session, aggregator.spec.round)
-    peers = set(range(2, t + 1))  # P: the t - 1 peers whose shares the victim is shown
+    # P: the t - 1 peers whose shares the victim is shown
+    peers = set(sorted(aggregator.graph.neighbours(VICTIM))[:t - 1])
     others = everyone - peers - {VICTIM}
     run_to(h, "collect_shares")
     h.deliver_to_server()
@@ -193,6 +209,9 @@ def test_restricted_share_views_and_dropping_its_peers_unmask_an_honest_client(s
         victim_key = h.server._keys[VICTIM].masking_public_key
         pair_seeds = {p: agree(reconstruct(peer_keys[p], t), victim_key) for p in peers}
         assert_recovered(h, inputs, unmask(h, masked[VICTIM], reconstruct(seeds, t), pair_seeds))
-    else:
+    elif isinstance(aggregator.graph, CompleteGraph):
         assert_refused(h, everyone)
         assert given == {}  # nobody revealed a share
+    else:  # the victim and P see sets nobody else signed; the victim's seed stays closed
+        assert_refused(h, peers | {VICTIM})
+        assert len(seeds) < t
