@@ -27,10 +27,10 @@ Theory of operation (client u, neighbours N(u), threshold t; ``protocols/secagg/
    members among our share holders lie in U2 and are >= t; sign (session, round, U3).
 4. UnmaskRequest (U3 survivors, D dropped): in malicious mode first require the survivors to
    be our share holders in the U3 we signed and >= t of them to have signed that same U3.
-   Refuse unless the lists are disjoint, we are a
-   survivor, both lie in U2 and |U3| >= t — an honest client never reveals both the seed share
-   and the key share of one peer.  Send the seed shares of U3 and key shares of D that we hold
-   (UnmaskShares, with digest(UnmaskRequest)).
+   Refuse unless the lists are disjoint, we are a survivor, both lie in U2 and |U3| >= t — an
+   honest client never reveals both the seed share and the key share of one peer.  Send the
+   seed shares of U3 and key shares of D that we hold (UnmaskShares, with
+   digest(UnmaskRequest)).
 
 Anything from the server not legal in the current phase, or failing a check, aborts this
 client (an event, never an exception from ``receive``); anything from another client is
