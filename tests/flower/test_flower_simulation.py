@@ -1,10 +1,14 @@
-"""fedsecure inside a real Flower simulation (flwr's Simulation Engine, on Ray): FedAvg over
-FedSecureGrid, 10 nodes, 3 rounds, one node failing at training, one failing mid-round and
-(SecAgg) one missing a phase deadline (it sleeps 40 s against a 15 s deadline);
-each round's secure aggregate equals plaintext FedAvg over the survivors' updates, and FedAvg's
-model is that aggregate."""
+"""fedsecure inside a real Flower simulation (flwr's Simulation Engine, on Ray).
+
+One simulation of 10 nodes (one Ray start-up for all protocols) runs Flower's FedAvg over
+FedSecureGrid for 3 rounds with each protocol in turn; in round 2 one node fails at training and
+one misses a phase deadline (it blocks until the server has dropped it, see ``apps.py``), in
+round 3 one fails mid-round.  Each round's secure aggregate must equal plaintext FedAvg over the
+survivors' updates, and FedAvg's model must be that aggregate."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -16,62 +20,77 @@ from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.simulation import run_simulation  # noqa: E402
 
+from fedsecure.protocols.base import ClientDropped  # noqa: E402
 from fedsecure.runtime.flower import FedSecureGrid  # noqa: E402
 from tests.flower.apps import (  # noqa: E402
     FAIL_AT_TRAIN,
     FAIL_MID_ROUND,
     NODES,
+    RELEASE_DIR,
     ROUNDS,
-    SLOW_MID_ROUND,
+    SLOW,
     client_app,
+    faulty,
+    released,
     update_of,
 )
 
 pytestmark = pytest.mark.flower
 
+PHASE_S = 10.0  # deadline of each protocol phase (a phase of 10 tiny replies took ~0.3 s at load 16)
+TRAIN_S = 300.0  # deadline of the first exchange (Ray workers start, import flwr and fedsecure)
+HAS_TENSEAL = importlib.util.find_spec("tenseal") is not None
+PROTOCOLS = {"secagg": ({"scale_bits": 16}, 1e-4), "secaggplus": ({"scale_bits": 16}, 1e-4),
+             "ckks": ({"preset": "n8192"}, 1e-3)}
 
-def run(protocol: str, options: dict, atol: float, timeout_s: float = 120.0):
+
+@pytest.fixture(scope="module")
+def simulation(tmp_path_factory):
+    """{protocol: (FedSecureGrid.results, {round: FedAvg's model})} of one Flower simulation."""
+    protocols = [p for p in PROTOCOLS if p != "ckks" or HAS_TENSEAL]
     outcome = {}
     server_app = ServerApp()
 
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
-        secure = FedSecureGrid(grid, protocol, clip=1.0, max_weight=10, timeout_s=timeout_s,
-                               options=options)
-        models = {}
-        strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=NODES,
-                          min_available_nodes=NODES)
-        strategy.start(grid=secure, initial_arrays=ArrayRecord({"w": Array(np.zeros((4, 10), np.float32))}),
-                       num_rounds=ROUNDS,
-                       evaluate_fn=lambda r, arrays: models.__setitem__(r, arrays["w"].numpy()))
-        outcome.update(results=secure.results, models=models)
+        for protocol in protocols:
+            def release(party_id, event, protocol=protocol):  # a dropped slow node may stop blocking
+                if isinstance(event, ClientDropped):
+                    released(protocol, len(secure.results) + 1, event.client).touch()
 
-    run_simulation(server_app, client_app, num_supernodes=NODES,
-                   backend_config={"client_resources": {"num_cpus": 0.25, "num_gpus": 0.0},
-                                   "init_args": {"num_cpus": 2, "include_dashboard": False}})
-    results = outcome["results"]
+            secure = FedSecureGrid(grid, protocol, clip=1.0, max_weight=10, timeout_s=PHASE_S,
+                                   train_timeout_s=TRAIN_S, options=PROTOCOLS[protocol][0],
+                                   on_event=release)
+            models = {}
+            strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=NODES,
+                              min_available_nodes=NODES)
+            strategy.start(grid=secure, num_rounds=ROUNDS,
+                           initial_arrays=ArrayRecord({"w": Array(np.zeros((4, 10), np.float32))}),
+                           evaluate_fn=lambda r, arrays, m=models: m.__setitem__(r, arrays["w"].numpy()))
+            outcome[protocol] = (secure.results, models)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(RELEASE_DIR, str(tmp_path_factory.mktemp("release")))  # Ray's workers inherit it
+        run_simulation(server_app, client_app, num_supernodes=NODES,
+                       backend_config={"client_resources": {"num_cpus": 0.5, "num_gpus": 0.0},
+                                       "init_args": {"num_cpus": 2, "include_dashboard": False}})
+    return outcome
+
+
+@pytest.mark.parametrize("protocol", list(PROTOCOLS))
+def test_flower_rounds_match_plaintext_fedavg(simulation, protocol):
+    if protocol == "ckks" and not HAS_TENSEAL:
+        pytest.skip("TenSEAL is not installed (pip install 'fedsecure[he]')")
+    results, models = simulation[protocol]
+    atol = PROTOCOLS[protocol][1]
     assert [r for r, _, _ in results] == list(range(1, ROUNDS + 1))
     for server_round, result, nodes in results:
         assert not isinstance(result, Exception), (server_round, result)
-        failed = {c for r, c in FAIL_AT_TRAIN | FAIL_MID_ROUND if r == server_round}
-        failed |= {c for p, r, c in SLOW_MID_ROUND if (p, r) == (protocol, server_round)}
+        failed = faulty(FAIL_AT_TRAIN | FAIL_MID_ROUND | set(SLOW), protocol, server_round)
         assert sorted(result.survivors) == sorted(set(range(1, NODES + 1)) - failed)
         updates = [update_of(nodes[c - 1], server_round) for c in result.survivors]
         weight = sum(w for _, w in updates)
         expected = sum(w * v.astype(np.float64) for v, w in updates) / weight
         assert result.total_weight == pytest.approx(weight)
         np.testing.assert_allclose(result.mean, expected, atol=atol)
-        np.testing.assert_allclose(outcome["models"][server_round].ravel(), expected, atol=atol)
-
-
-def test_secagg_in_flower_simulation_with_a_node_missing_a_deadline():
-    run("secagg", {"scale_bits": 16}, atol=1e-4, timeout_s=15.0)
-
-
-def test_secaggplus_in_flower_simulation():
-    run("secaggplus", {"scale_bits": 16}, atol=1e-4)
-
-
-def test_ckks_in_flower_simulation():
-    pytest.importorskip("tenseal", reason="TenSEAL is not installed (pip install 'fedsecure[he]')")
-    run("ckks", {"preset": "n8192"}, atol=1e-3)
+        np.testing.assert_allclose(models[server_round].ravel(), expected, atol=atol)
