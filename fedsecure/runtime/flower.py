@@ -199,20 +199,12 @@ def _aggregate_content(request_key: str, arrays: dict[str, np.ndarray], weight: 
                        "metrics": MetricRecord({"num-examples": weight})})
 
 
-class FedSecureGrid(Grid):
-    """A Grid whose TRAIN rounds are aggregated by fedsecure (see the module docstring)."""
+class GridWrapper(Grid):
+    """A Grid that hands every call to ``inner``; subclasses override what they change."""
 
-    def __init__(self, grid, protocol: str = "secagg", *, clip: float = 1.0, max_weight: int = 1000,
-                 min_fraction: float = 0.5, timeout_s: float | None = None,
-                 train_timeout_s: float | None = None, options: dict[str, Option] | None = None,
-                 rng=DEFAULT_RNG, on_event=None):
+    def __init__(self, grid):
         self.inner = grid
-        self.protocol, self.clip, self.max_weight = protocol, clip, max_weight
-        self.min_fraction, self.timeout_s, self.train_timeout_s = min_fraction, timeout_s, train_timeout_s
-        self.options, self.rng, self.on_event = dict(options or {}), rng, on_event
-        self.results: list = []  # (server round, AggregateResult or ProtocolAborted, node ids)
 
-    # plain delegation
     def set_run(self, run):
         self.inner.set_run(run)
 
@@ -234,6 +226,23 @@ class FedSecureGrid(Grid):
 
     def pull_messages(self, message_ids):
         return self.inner.pull_messages(message_ids)
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.inner.send_and_receive(messages, timeout=timeout)
+
+
+class FedSecureGrid(GridWrapper):
+    """A Grid whose TRAIN rounds are aggregated by fedsecure (see the module docstring)."""
+
+    def __init__(self, grid, protocol: str = "secagg", *, clip: float = 1.0, max_weight: int = 1000,
+                 min_fraction: float = 0.5, timeout_s: float | None = None,
+                 train_timeout_s: float | None = None, options: dict[str, Option] | None = None,
+                 rng=DEFAULT_RNG, on_event=None):
+        super().__init__(grid)
+        self.protocol, self.clip, self.max_weight = protocol, clip, max_weight
+        self.min_fraction, self.timeout_s, self.train_timeout_s = min_fraction, timeout_s, train_timeout_s
+        self.options, self.rng, self.on_event = dict(options or {}), rng, on_event
+        self.results: list = []  # (server round, AggregateResult or ProtocolAborted, node ids)
 
     def send_and_receive(self, messages, *, timeout=None):
         messages = list(messages)
