@@ -62,6 +62,7 @@ from fedsecure.runtime.flower import RECORD, FedSecureGrid, GridWrapper, fedsecu
 WORKFLOWS = ("flower-secaggplus", "fedsecure-secaggplus")
 ENV = "FEDSECURE_FLOWER_BENCH"  # JSON case for the Ray workers (they inherit the environment)
 INPUT_NORM, CLIP, TIMEOUT_S = 0.9, 1.0, 600.0
+ROOT = str(Path(__file__).resolve().parents[1])  # Ray's workers import benchmarks.flower_peer
 
 
 def update_of(seed: int, node_id: int, d: int) -> np.ndarray:
@@ -118,14 +119,15 @@ def measure_mod(msg, ctxt, call_next):
     calls = 1 if first else int(ctxt.state.config_records["bench"]["calls"]) + 1
     ctxt.state.config_records["bench"] = ConfigRecord({"calls": calls})
     dropped = calls == 3 and int(ctxt.node_config["partition-id"]) in case["dropped"]
-    began, cpu = time.time(), time.thread_time()
+    began, cpu, process_cpu = time.time(), time.thread_time(), time.process_time()
     try:
         if dropped:
             raise RuntimeError("injected dropout before the masked input")
         return call_next(msg, ctxt)
     finally:
         line = {"node": ctxt.node_id, "t": began, "cpu": time.thread_time() - cpu,
-                "dropped": dropped, "rss_mb": _peak_rss_mb()}
+                "process_cpu": time.process_time() - process_cpu, "wall": time.time() - began,
+                "stage": stage or "fedsecure", "dropped": dropped, "rss_mb": _peak_rss_mb()}
         with open(Path(case["out"]) / f"client-{os.getpid()}.jsonl", "a") as out:
             out.write(json.dumps(line) + "\n")
 
@@ -211,8 +213,9 @@ def measure_in_flower(n: int, d: int, dropout: float, seed: int,
                                      "replies": dict(counting.replies)}
 
     case = {"d": d, "seed": seed, "dropped": sorted(dropped), "out": str(out)}
-    previous = os.environ.get(ENV)
-    os.environ[ENV] = json.dumps(case)
+    previous = {key: os.environ.get(key) for key in (ENV, "PYTHONPATH")}
+    os.environ[ENV] = json.dumps(case)  # Ray's workers inherit the environment
+    os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, previous["PYTHONPATH"] or ""])
     try:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # reset this process's peak RSS (VmHWM)
@@ -225,10 +228,11 @@ def measure_in_flower(n: int, d: int, dropout: float, seed: int,
                                        "init_args": {"num_cpus": os.cpu_count() or 2,
                                                      "include_dashboard": False}})
     finally:
-        if previous is None:
-            os.environ.pop(ENV, None)
-        else:
-            os.environ[ENV] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     server_rss = _peak_rss_mb()
     calls = [json.loads(line) for path in out.glob("client-*.jsonl")
              for line in path.read_text().splitlines()]

@@ -145,7 +145,9 @@ def fedsecure_mod(msg, ctxt, call_next):
         party.set_input(vector, weight)
         started = False
     else:
-        saved = ctxt.state.config_records[STATE_RECORD]
+        saved = ctxt.state.config_records.get(STATE_RECORD)
+        if saved is None:  # no party here (it failed before it had one; e.g. told to Abort)
+            return Message(RecordDict({RECORD: ConfigRecord({"envelopes": []})}), reply_to=msg)
         setup = _SETUP_DECODER.decode(saved["setup"])
         party = setup.aggregator().client(setup.client_id)
         party.restore(saved["party"])

@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+from flwr.compat.common.recorddict_compat import fitres_to_recorddict
 
-from fedsecure.runtime.flower import fedsecure_mod, setup_of
+from fedsecure.runtime.flower import LEGACY_FITINS, fedsecure_mod, setup_of
 
 NODES, ROUNDS, D = 10, 3, 40
 FAIL_AT_TRAIN = {(None, 2, 3)}
@@ -71,6 +73,10 @@ client_app = ClientApp(mods=[failure_mod, fedsecure_mod])
 
 @client_app.train()
 def train(msg: Message, ctxt: Context) -> Message:
+    if LEGACY_FITINS in msg.content.array_records:  # DefaultWorkflow's FitIns: a NumPyClient's FitRes
+        vector, weight = update_of(ctxt.node_id, int(msg.metadata.group_id))
+        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters([vector.reshape(4, 10)]), weight, {})
+        return Message(fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
     vector, weight = update_of(ctxt.node_id, int(msg.content["config"]["server-round"]))
     return Message(RecordDict({"arrays": ArrayRecord({"w": Array(vector.reshape(4, 10))}),
                                "metrics": MetricRecord({"num-examples": weight})}), reply_to=msg)
