@@ -13,11 +13,12 @@ The case: n nodes, one vector of d float32 values each (L2 norm 0.9, weight 1, f
 when asked for their masked input, after the keys were shared: the costliest moment (the server
 recovers their pairwise masks).  Both sides use the same graph: Flower's ``num_shares`` is
 fedsecure SecAgg+'s degree + 1 and its threshold fedsecure's; both clip at 1.0 and have
-max_weight 1.  Measured in the measured round:
+max_weight 1 (``FEDSECURE`` lists fedsecure's precisions).  Measured in the measured round:
 
 * ``client_cpu_s`` -- CPU seconds (``thread_time``) a surviving node spends in its ClientApp
-  calls (mods and training), mean over survivors; ``server_cpu_s`` -- CPU seconds of the
-  ServerApp's thread over the round (the workflow and Flower's grid);
+  calls (mods and training), mean over survivors (``client_process_cpu_s``: the same with the
+  worker process's other threads); ``server_cpu_s`` -- CPU seconds of the ServerApp's thread
+  over the round (the workflow and Flower's grid);
 * ``bytes_up`` / ``bytes_down`` -- serialized size (protobuf ``RecordDict``, what Flower puts
   on the wire) of the messages a surviving node sends / receives, mean over survivors;
 * ``rounds`` -- the most replies a surviving node sends (its round trips with the server);
@@ -59,7 +60,10 @@ from flwr.simulation import run_simulation
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
 from fedsecure.runtime.flower import RECORD, FedSecureGrid, GridWrapper, fedsecure_mod
 
-WORKFLOWS = ("flower-secaggplus", "fedsecure-secaggplus")
+FEDSECURE = {"fedsecure-secaggplus": {}, "fedsecure-secaggplus-21bit": {"scale_bits": 21}}
+"""fedsecure's workflows: its defaults (16 fractional bits), and Flower's resolution (its 2**22
+levels over [-clip, clip] are clip * 2**-21 apart)."""
+WORKFLOWS = ("flower-secaggplus", *FEDSECURE)
 ENV = "FEDSECURE_FLOWER_BENCH"  # JSON case for the Ray workers (they inherit the environment)
 INPUT_NORM, CLIP, TIMEOUT_S = 0.9, 1.0, 600.0
 ROOT = str(Path(__file__).resolve().parents[1])  # Ray's workers import benchmarks.flower_peer
@@ -180,8 +184,9 @@ def _one_round(workflow: str, grid: CountingGrid, context: Context, n: int, d: i
         fit = SecAggPlusWorkflow(num_shares=degree + 1, reconstruction_threshold=threshold,
                                  clipping_range=CLIP, max_weight=1.0, timeout=TIMEOUT_S)
         DefaultWorkflow(fit_workflow=fit)(grid, legacy)
-    elif workflow == "fedsecure-secaggplus":
-        secure = FedSecureGrid(grid, "secaggplus", clip=CLIP, max_weight=1, timeout_s=TIMEOUT_S)
+    elif workflow in FEDSECURE:
+        secure = FedSecureGrid(grid, "secaggplus", clip=CLIP, max_weight=1, timeout_s=TIMEOUT_S,
+                               options=FEDSECURE[workflow])
         DefaultWorkflow()(secure, legacy)
         _, result, _ = secure.results[-1]
         if isinstance(result, Exception):
@@ -248,11 +253,14 @@ def _summary(run: dict, calls: list[dict], seed: int, d: int, server_rss: float)
     nodes = {c["node"] for c in mine}
     survivors = sorted(nodes - dropped)
     cpu = {node: sum(c["cpu"] for c in mine if c["node"] == node) for node in survivors}
+    process_cpu = {node: sum(c["process_cpu"] for c in mine if c["node"] == node)
+                   for node in survivors}
     exact = np.sum([update_of(seed, node, d).astype(np.float64) for node in survivors], axis=0)
     diff = run["mean"].astype(np.float64) * len(survivors) - exact
     client_rss = max(c["rss_mb"] for c in calls)
     return {
         "client_cpu_s": statistics.mean(cpu.values()),
+        "client_process_cpu_s": statistics.mean(process_cpu.values()),
         "server_cpu_s": run["server_cpu_s"],
         "bytes_up": statistics.mean(run["up"].get(node, 0) for node in survivors),
         "bytes_down": statistics.mean(run["down"].get(node, 0) for node in survivors),
