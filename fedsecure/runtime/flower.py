@@ -39,6 +39,8 @@ from fedsecure.transport.base import Transport
 
 try:
     from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict
     from flwr.serverapp import Grid
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise BackendUnavailable("flwr", "flower") from None
@@ -191,9 +193,6 @@ def _server_round(message) -> int:
 def _aggregate_content(request_key: str, arrays: dict[str, np.ndarray], weight: float) -> RecordDict:
     """What the strategy reads from the one reply: the request's shape, mean and total weight."""
     if request_key == LEGACY_FITINS:
-        from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
-        from flwr.compat.common.recorddict_compat import fitres_to_recorddict
-
         parameters = ndarrays_to_parameters(list(arrays.values()))
         return fitres_to_recorddict(FitRes(Status(Code.OK, ""), parameters, int(round(weight)), {}),
                                     keep_input=True)
