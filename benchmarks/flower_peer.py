@@ -10,8 +10,8 @@ and then the measured round.
 
 The case: n nodes, one vector of d float32 values each (L2 norm 0.9, weight 1, from
 ``(seed, node id)``); ``round(dropout * n)`` nodes (chosen by partition id from ``seed``) fail
-when asked for their masked input, after the keys were shared: the costliest moment (the server
-recovers their pairwise masks).  Both sides use the same graph: Flower's ``num_shares`` is
+when asked for their masked input, after the keys and shares went round: the costliest moment
+(the server recovers their pairwise masks).  Both sides use the same graph: Flower's ``num_shares`` is
 fedsecure SecAgg+'s degree + 1 and its threshold fedsecure's; both clip at 1.0 and have
 max_weight 1 (``FEDSECURE`` lists fedsecure's precisions).  Measured in the measured round:
 
@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ConfigRecord, Context
+from flwr.app import Context
 from flwr.client import NumPyClient
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
@@ -57,6 +57,7 @@ from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
+from fedsecure.messages import CODEC, MaskingSet
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
 from fedsecure.runtime.flower import RECORD, FedSecureGrid, GridWrapper, fedsecure_mod
 
@@ -111,18 +112,23 @@ def route_mod(msg, ctxt, call_next):
     return mod(msg, ctxt, call_next)
 
 
+def asks_for_masked_input(msg) -> bool:
+    """Flower's COLLECT_MASKED_VECTORS stage, or fedsecure's MaskingSet (after the share receipts)."""
+    records = msg.content.config_records
+    if RECORD_KEY_CONFIGS in records:
+        return records[RECORD_KEY_CONFIGS].get(Key.STAGE) == Stage.COLLECT_MASKED_VECTORS
+    envelopes = records[RECORD].get("envelopes", []) if RECORD in records else []
+    return any(isinstance(CODEC.decode(data).body, MaskingSet) for data in envelopes)
+
+
 def measure_mod(msg, ctxt, call_next):
-    """Times the call and appends one JSON line per call; a dropped node fails its upload call
-    (the third TRAIN message of a round under both protocols: after the keys were shared)."""
-    case = json.loads(os.environ[ENV])
+    """Times the call and appends one JSON line per call; a dropped node fails the call that
+    asks for its masked input (both protocols: after the keys and shares went round)."""
     if msg.metadata.message_type != "train":
         return call_next(msg, ctxt)
-    stage = msg.content.config_records.get(RECORD_KEY_CONFIGS, {}).get(Key.STAGE)
-    first = stage == Stage.SETUP or (RECORD in msg.content.config_records
-                                 and "setup" in msg.content.config_records[RECORD])
-    calls = 1 if first else int(ctxt.state.config_records["bench"]["calls"]) + 1
-    ctxt.state.config_records["bench"] = ConfigRecord({"calls": calls})
-    dropped = calls == 3 and int(ctxt.node_config["partition-id"]) in case["dropped"]
+    case = json.loads(os.environ[ENV])
+    stage = msg.content.config_records.get(RECORD_KEY_CONFIGS, {}).get(Key.STAGE, "fedsecure")
+    dropped = asks_for_masked_input(msg) and int(ctxt.node_config["partition-id"]) in case["dropped"]
     began, cpu, process_cpu = time.time(), time.thread_time(), time.process_time()
     try:
         if dropped:
@@ -131,9 +137,10 @@ def measure_mod(msg, ctxt, call_next):
     finally:
         line = {"node": ctxt.node_id, "t": began, "cpu": time.thread_time() - cpu,
                 "process_cpu": time.process_time() - process_cpu, "wall": time.time() - began,
-                "stage": stage or "fedsecure", "dropped": dropped, "rss_mb": _peak_rss_mb()}
+                "stage": stage, "dropped": dropped, "rss_mb": _peak_rss_mb()}
         with open(Path(case["out"]) / f"client-{os.getpid()}.jsonl", "a") as out:
             out.write(json.dumps(line) + "\n")
+
 
 client_app = ClientApp(client_fn=client_fn, mods=[measure_mod, route_mod])
 

@@ -27,9 +27,10 @@ from fedsecure.runtime.flower import LEGACY_FITINS, fedsecure_mod, setup_of
 NODES, ROUNDS, D = 10, 3, 40
 FAIL_AT_TRAIN = {(None, 2, 3)}
 FAIL_MID_ROUND = {(None, 3, 5)}
-# secagg / secaggplus: call 3 is the masked input (recovery of the pairwise masks); ckks: call 2
-# is the encrypted update of a client that is not the key holder (its update is just absent)
-SLOW = {("secagg", 2, 4): 3, ("secaggplus", 2, 7): 3, ("ckks", 2, 6): 2}
+# secagg / secaggplus: call 4 answers MaskingSet with the masked input (calls 1-3: keys, shares,
+# share receipt), so the server must recover the slow node's pairwise masks; ckks: call 2 is the
+# encrypted update of a client that is not the key holder (its update is just absent)
+SLOW = {("secagg", 2, 4): 4, ("secaggplus", 2, 7): 4, ("ckks", 2, 6): 2}
 RELEASE_DIR = "FEDSECURE_FLOWER_TEST_DIR"  # environment variable: where release files go
 MAX_BLOCK_S = 300.0  # a slow node gives up waiting for its release after this long
 
