@@ -8,13 +8,19 @@ ConfigRecord of Flower messages); the same parties and the same :class:`PartyDri
   of ``SecAggPlusWorkflow``; a strategy's TRAIN messages become one fedsecure round over their
   nodes (client ids 1..n in node-id order), and the strategy receives one reply holding the
   securely aggregated mean with weight = total weight, so FedAvg & co. return that mean.  Each
-  phase is one ``send_and_receive`` whose timeout is the phase deadline; a node that errors or
-  does not reply in time is dropped (``proceed_to_next_round``).
+  exchange is one ``send_and_receive`` and closes one protocol phase: the first (training and
+  the first protocol message) waits ``train_timeout_s`` (default: the strategy's timeout), the
+  others ``timeout_s``; a node that errors or does not reply in time is dropped
+  (``proceed_to_next_round``).
+* Two message shapes: the Message API's (``ArrayRecord`` + ``num-examples`` in a MetricRecord,
+  e.g. ``flwr.serverapp.strategy.FedAvg``) and the legacy ``FitIns``/``FitRes`` records of a
+  ``NumPyClient`` under ``DefaultWorkflow`` (the ClientApps ``secaggplus_mod`` serves); the reply
+  to the strategy has the shape of its request.
 * Session agreement: the server draws a fresh 16-byte session per round and sends it, with the
   protocol, spec, options and the node's client id, in the first message (``FlowerSetup``).
 * Client: ``fedsecure_mod`` trains on the first message (``call_next``), flattens the reply's
-  arrays into the input and its ``num-examples`` into the weight, and never sends them; between
-  calls the party lives as ``snapshot()`` in ``context.state`` (it never leaves the node).
+  arrays into the input and its number of examples into the weight, and never sends them;
+  between calls the party lives as ``snapshot()`` in ``context.state`` (it never leaves the node).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from fedsecure.transport.base import Transport
 
 try:
     from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict
     from flwr.serverapp import Grid
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise BackendUnavailable("flwr", "flower") from None
@@ -40,6 +48,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 RECORD = "fedsecure"
 STATE_RECORD = "fedsecure.state"
 TRAIN = "train"
+LEGACY_FITINS, LEGACY_FITRES = "fitins.parameters", "fitres.parameters"  # DefaultWorkflow's records
 
 Option = int | float | str | bool | None
 
@@ -113,6 +122,17 @@ class MailboxTransport(Transport):
 # --------------------------------------------------------------------------- client
 
 
+def _update_of(content) -> tuple[np.ndarray, int]:
+    """A training reply's arrays, flattened, and its number of examples (either shape)."""
+    if LEGACY_FITRES in content.array_records:  # a NumPyClient's FitRes
+        arrays = content.array_records[LEGACY_FITRES]
+        weight = content.metric_records["fitres.num_examples"]["num_examples"]
+    else:
+        arrays = next(iter(content.array_records.values()))
+        weight = next(iter(content.metric_records.values()))["num-examples"]
+    return np.concatenate([a.numpy().ravel() for a in arrays.values()]), int(weight)
+
+
 def fedsecure_mod(msg, ctxt, call_next):
     """ClientApp mod: run this node's fedsecure party on messages that carry a fedsecure record."""
     if msg.metadata.message_type != TRAIN or RECORD not in msg.content.config_records:
@@ -122,14 +142,14 @@ def fedsecure_mod(msg, ctxt, call_next):
         reply = call_next(msg, ctxt)
         if reply.has_error():
             return reply
-        arrays = next(iter(reply.content.array_records.values()))
-        vector = np.concatenate([a.numpy().ravel() for a in arrays.values()])
-        weight = int(next(iter(reply.content.metric_records.values()))["num-examples"])
+        vector, weight = _update_of(reply.content)
         party = setup.aggregator().client(setup.client_id)
         party.set_input(vector, weight)
         started = False
     else:
-        saved = ctxt.state.config_records[STATE_RECORD]
+        saved = ctxt.state.config_records.get(STATE_RECORD)
+        if saved is None:  # no party here (it failed before it had one; e.g. told to Abort)
+            return Message(RecordDict({RECORD: ConfigRecord({"envelopes": []})}), reply_to=msg)
         setup = _SETUP_DECODER.decode(saved["setup"])
         party = setup.aggregator().client(setup.client_id)
         party.restore(saved["party"])
@@ -152,7 +172,8 @@ def fedsecure_mod(msg, ctxt, call_next):
 
 
 class _ExchangeClock:
-    """The driver's clock: seconds of Flower timeouts waited so far."""
+    """The driver's clock: one unit per Flower exchange, and every phase's deadline is one unit
+    (``send_and_receive`` returns when every node answered or its timeout passed)."""
 
     def __init__(self) -> None:
         self.now = 0.0
@@ -161,19 +182,30 @@ class _ExchangeClock:
         return self.now
 
 
-class FedSecureGrid(Grid):
-    """A Grid whose TRAIN rounds are aggregated by fedsecure (see the module docstring)."""
+def _server_round(message) -> int:
+    config = message.content.config_records.get("config", {})
+    if "server-round" in config:  # the Message API strategies
+        return int(config["server-round"])
+    group = message.metadata.group_id  # DefaultWorkflow: str(current round)
+    return int(group) if group.isdigit() else 0
 
-    def __init__(self, grid, protocol: str = "secagg", *, clip: float = 1.0, max_weight: int = 1000,
-                 min_fraction: float = 0.5, timeout_s: float | None = None,
-                 options: dict[str, Option] | None = None, rng=DEFAULT_RNG, on_event=None):
+
+def _aggregate_content(request_key: str, arrays: dict[str, np.ndarray], weight: float) -> RecordDict:
+    """What the strategy reads from the one reply: the request's shape, mean and total weight."""
+    if request_key == LEGACY_FITINS:
+        parameters = ndarrays_to_parameters(list(arrays.values()))
+        return fitres_to_recorddict(FitRes(Status(Code.OK, ""), parameters, int(round(weight)), {}),
+                                    keep_input=True)
+    return RecordDict({request_key: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                       "metrics": MetricRecord({"num-examples": weight})})
+
+
+class GridWrapper(Grid):
+    """A Grid that hands every call to ``inner``; subclasses override what they change."""
+
+    def __init__(self, grid):
         self.inner = grid
-        self.protocol, self.clip, self.max_weight = protocol, clip, max_weight
-        self.min_fraction, self.timeout_s = min_fraction, timeout_s
-        self.options, self.rng, self.on_event = dict(options or {}), rng, on_event
-        self.results: list = []  # (server round, AggregateResult or ProtocolAborted, node ids)
 
-    # plain delegation
     def set_run(self, run):
         self.inner.set_run(run)
 
@@ -197,12 +229,30 @@ class FedSecureGrid(Grid):
         return self.inner.pull_messages(message_ids)
 
     def send_and_receive(self, messages, *, timeout=None):
+        return self.inner.send_and_receive(messages, timeout=timeout)
+
+
+class FedSecureGrid(GridWrapper):
+    """A Grid whose TRAIN rounds are aggregated by fedsecure (see the module docstring)."""
+
+    def __init__(self, grid, protocol: str = "secagg", *, clip: float = 1.0, max_weight: int = 1000,
+                 min_fraction: float = 0.5, timeout_s: float | None = None,
+                 train_timeout_s: float | None = None, options: dict[str, Option] | None = None,
+                 rng=DEFAULT_RNG, on_event=None):
+        super().__init__(grid)
+        self.protocol, self.clip, self.max_weight = protocol, clip, max_weight
+        self.min_fraction, self.timeout_s, self.train_timeout_s = min_fraction, timeout_s, train_timeout_s
+        self.options, self.rng, self.on_event = dict(options or {}), rng, on_event
+        self.results: list = []  # (server round, AggregateResult or ProtocolAborted, node ids)
+
+    def send_and_receive(self, messages, *, timeout=None):
         messages = list(messages)
         if not messages or any(m.metadata.message_type != TRAIN for m in messages):
             return self.inner.send_and_receive(messages, timeout=timeout)
-        return self._secure_round(messages, self.timeout_s or timeout or 3600.0)
+        phase_s = self.timeout_s or timeout or 3600.0
+        return self._secure_round(messages, self.train_timeout_s or timeout or phase_s, phase_s)
 
-    def _secure_round(self, messages, timeout_s: float):
+    def _secure_round(self, messages, train_timeout_s: float, phase_timeout_s: float):
         messages = sorted(messages, key=lambda m: m.metadata.dst_node_id)
         nodes = [m.metadata.dst_node_id for m in messages]
         ids = {node: i for i, node in enumerate(nodes, start=1)}
@@ -210,17 +260,17 @@ class FedSecureGrid(Grid):
         layout = [(k, a.numpy().shape, a.numpy().dtype) for k, a in model.items()]
         d = sum(math.prod(shape) for _, shape, _ in layout)
         n = len(nodes)
-        server_round = int(messages[0].content.config_records.get("config", {}).get("server-round", 0))
+        server_round = _server_round(messages[0])
         setup = FlowerSetup(self.protocol, 0, n, d, self.max_weight, self.clip,
                             max(n // 2 + 1, math.ceil(self.min_fraction * n)),
                             self.rng.bytes(16), server_round, self.options)
         server = setup.aggregator().server()
         transport, clock = MailboxTransport(SERVER_ID), _ExchangeClock()
         driver = PartyDriver(server, transport, clock=clock,
-                             deadlines=Deadlines(default_s=timeout_s), on_event=self.on_event)
+                             deadlines=Deadlines(default_s=1.0), on_event=self.on_event)
         driver.step()
         first = {m.metadata.dst_node_id: m for m in messages}
-        last_reply = {}
+        timeout_s, last_reply = train_timeout_s, {}
         while not server.done:
             outgoing = transport.take()
             batch = []
@@ -236,7 +286,8 @@ class FedSecureGrid(Grid):
                                      group_id=str(server_round)))
             first = {}
             replies = self.inner.send_and_receive(batch, timeout=timeout_s) if batch else []
-            clock.now += timeout_s  # the phase deadline has passed
+            clock.now += 1.0  # the phase deadline has passed
+            timeout_s = phase_timeout_s
             for reply in replies:
                 node = reply.metadata.src_node_id
                 if node in ids and not reply.has_error() and RECORD in reply.content.config_records:
@@ -254,6 +305,5 @@ class FedSecureGrid(Grid):
             arrays[key] = mean[start:start + size].reshape(shape).astype(dtype)
             start += size
         reply = last_reply[result.survivors[0]]
-        reply.content = RecordDict({array_key: ArrayRecord({k: Array(v) for k, v in arrays.items()}),
-                                    "metrics": MetricRecord({"num-examples": result.total_weight})})
+        reply.content = _aggregate_content(array_key, arrays, result.total_weight)
         return [reply]
