@@ -9,8 +9,8 @@ stepped by :func:`~fedsecure.runtime.driver.run_party` — over an
 One round, per rank:
 
 1. **Prepare**: a client rank makes its input (``produce_update(r)``); by default every rank
-   also runs a tiny in-process round first (``warm_up``), so one-off costs such as loading
-   compiled kernels are not paid inside the real round's deadlines.
+   also runs two small in-process rounds first (``warm_up``, :func:`_warm_up`), so one-off
+   costs such as loading compiled kernels are not paid inside the real round's deadlines.
 2. **Agree** (the only collectives, done while every rank is certainly alive, and waited for
    by sleeping rather than MPI's busy polling): each rank hashes its own configuration; an
    ``Iallgather`` of the digests makes every rank refuse a mismatch the same way; rank 0
