@@ -7,8 +7,11 @@ Before vs after:    python benchmarks/bench_mpi.py --out before_after.json --bas
                     its MPI round is measured in the same run, each case interleaved)
 
 For each (protocol, n, d) the MPI side is ``mpirun -n n+1 python -m fedsecure mpi-round`` and
-its time is rank 0's *round* time (its driver from first step to result: no process start,
-imports, kernel warm-up or start-up agreement), median over repeats; the in-process side is
+its time is the *round span*: from the first rank's party start (every rank leaves the
+start-up agreement's start line at about the same time) to rank 0's result -- no process
+start, imports, kernel warm-up or start-up agreement, but every party's work, a client that
+started before rank 0 included (``rank0_round_s_all`` keeps rank 0's own driver time,
+never longer) -- median over repeats; the in-process side is
 ``simulate_round`` with the same synthetic inputs after one warm-up round, median over
 repeats.  ``overhead_ratio`` = MPI round seconds / in-process round seconds.  The two do
 different work with the same protocol code: in one process every party runs in turn on one
@@ -24,6 +27,17 @@ only advances when it wakes) waited a few ms; the clients learnt the session up 
 after rank 0.  The transport now sleeps a fraction (5 %) of the time it has been idle
 (``fedsecure.transport.mpi.idle_sleep_s``, 0.2 ms to 10 ms), which cut that round from
 ~25 ms to ~7 ms without busy polling.
+
+Two unfair costs the MPI side used to carry (SecAgg d = 1e5, traced per rank): the session
+id came by ``Ibcast``, which completes at its root at once, so rank 0's clock started 5-30
+ms before the last client had the session (the agreement's tail, counted as round time);
+it now comes by an ``Iallreduce``, which no rank leaves before all have joined it.  And the
+in-process side discards a full-size warm-up round while the ranks had only warmed up at 64
+values, so each client rank took ~430 first-touch page faults (~4 us each here) inside the
+round; the ranks now also warm up at the round's vector length.  What is left is mostly
+the machine: with 8 ranks on 2 cores every party's own work costs ~1.5-2x the CPU it costs
+alone on one core, and idle ranks' wake-ups (~30 us of CPU each on this VM) add ~10 ms of
+CPU per round -- see docs/mpi.md, "Overhead".
 """
 
 from __future__ import annotations
@@ -77,17 +91,29 @@ def mpi_round_seconds(protocol: str, n: int, d: int, repeats: int, repo: Path = 
             if done.returncode != 0:
                 raise RuntimeError(f"mpi-round failed ({done.returncode}):\n{done.stderr}")
             report = json.loads(out.read_text())
-            rounds.append(report["round_s"])
+            rounds.append(round_span_s(report))
             reports.append(report)
     last = reports[-1]
     return {
         "round_s": statistics.median(rounds), "round_s_all": rounds,
+        "rank0_round_s_all": [r["round_s"] for r in reports],
         "launch_wall_s": statistics.median(launches),
         "server_cpu_s": last["ranks"][0]["cpu_s"],
         "client_cpu_s_mean": statistics.mean(r["cpu_s"] for r in last["ranks"][1:]),
         "bytes_total": sum(r["bytes_sent"] for r in last["ranks"]),
         "check_ok": last["check"]["ok"],
     }
+
+
+def round_span_s(report: dict) -> float:
+    """From the first rank's start to rank 0's result (every rank on this host, so their
+    monotonic clocks agree): at least rank 0's own round time, and it also counts a client
+    that left the start line before rank 0."""
+    server = report["ranks"][0]
+    if "started_at" not in server:  # a --baseline tree from before ranks reported it
+        return report["round_s"]
+    first = min(r["started_at"] for r in report["ranks"] if "started_at" in r)
+    return server["started_at"] + server["round_s"] - first
 
 
 def simulated_round_seconds(protocol: str, n: int, d: int, repeats: int) -> dict:
@@ -112,7 +138,8 @@ def measure(protocol: str, n: int, d: int, repeats: int = 3, baseline: Path | No
     mpi = mpi_round_seconds(protocol, n, d, repeats)
     sim = simulated_round_seconds(protocol, n, d, repeats)
     record = {"protocol": protocol, "n_clients": n, "dim": d, "ranks": n + 1,
-              "mpi": mpi, "in_process": sim, "overhead_ratio": mpi["round_s"] / sim["round_s"]}
+              "mpi": mpi, "in_process": sim, "overhead_ratio": mpi["round_s"] / sim["round_s"],
+              "load_average": os.getloadavg()[0]}
     if baseline is not None:
         before = mpi_round_seconds(protocol, n, d, repeats, repo=baseline)
         record.update(baseline_tree=str(baseline), baseline_mpi=before,

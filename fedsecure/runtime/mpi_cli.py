@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("--report-timeout", dest="report_timeout_s", type=float, metavar="SECONDS",
                    help="how long rank 0 waits for the other ranks' statistics (default 10)")
     p.add_argument("--no-warm-up", dest="warm_up", action="store_false", default=None,
-                   help="skip the tiny in-process round each rank runs first to load kernels")
+                   help="skip the small in-process rounds each rank runs first (kernels, heap)")
     p.add_argument("--out", metavar="FILE", help="rank 0 writes the JSON report here")
     p.add_argument("--save-aggregate", dest="aggregate", metavar="FILE.npy",
                    help="rank 0 saves the weighted sum (NumPy .npy) here")

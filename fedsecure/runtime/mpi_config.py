@@ -44,9 +44,10 @@ class MPIRoundConfig:
     ``deadline_s`` is how long the server waits in each collection phase (``phase_deadlines_s``
     overrides it per server phase); ``round_timeout_s`` bounds a whole rank's life (a client
     also gives up on a server that has been silent that long); ``report_timeout_s`` is how long
-    rank 0 waits for the other ranks' statistics after the round.  ``warm_up`` runs a tiny
-    in-process round on every rank first, so one-off costs (loading compiled kernels, lazy
-    imports) are not paid inside the real round's deadlines.  ``protocol_options`` go to the
+    rank 0 waits for the other ranks' statistics after the round.  ``warm_up`` runs two small
+    in-process rounds on every rank first (a tiny one, then 3 clients at the round's vector
+    length), so one-off costs (loading compiled kernels, lazy imports, the heap's first
+    growth) are not paid inside the real round's deadlines.  ``protocol_options`` go to the
     protocol's aggregator (e.g. ``scale_bits`` for SecAgg); ``round`` is the round number the
     parties' envelopes carry (a caller running several rounds, such as training, counts them).
     """

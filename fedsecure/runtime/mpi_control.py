@@ -61,6 +61,9 @@ class RankStats(ControlMessage, frozen=True):
     role: Annotated[str, msgspec.Meta(pattern="^(server|client)$")]
     status: Name
     fault: Annotated[str, msgspec.Meta(max_length=256)] | None
+    started_at: Seconds
+    """The rank's clock (``time.monotonic``) when its party started: comparable between ranks
+    on one host only (the benchmark's round span)."""
     round_s: Seconds
     compute_s: Seconds
     cpu_s: Seconds

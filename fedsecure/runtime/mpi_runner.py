@@ -9,12 +9,13 @@ stepped by :func:`~fedsecure.runtime.driver.run_party` — over an
 One round, per rank:
 
 1. **Prepare**: a client rank makes its input (``produce_update(r)``); by default every rank
-   also runs a tiny in-process round first (``warm_up``), so one-off costs such as loading
-   compiled kernels are not paid inside the real round's deadlines.
+   also runs two small in-process rounds first (``warm_up``, :func:`_warm_up`), so one-off
+   costs such as loading compiled kernels are not paid inside the real round's deadlines.
 2. **Agree** (the only collectives, done while every rank is certainly alive, and waited for
    by sleeping rather than MPI's busy polling): each rank hashes its own configuration; an
    ``Iallgather`` of the digests makes every rank refuse a mismatch the same way; rank 0
-   draws the session id and ``Ibcast`` s it.
+   draws the session id and an ``Iallreduce`` shares it -- the start line, which no rank
+   leaves before every rank has reached it (:func:`_agree`).
 3. **Run** the party: rank 0 the server, rank r client r.
 4. **Wind down**, point to point only, so a dead rank cannot hang anyone, with typed control
    messages (:mod:`fedsecure.runtime.mpi_control`): rank 0 sends ``RoundOver`` to every
@@ -224,7 +225,7 @@ def run_mpi_round(
         on_start(rank)
     began = clock()
     run_party(driver)
-    stats = _rank_stats(rank, driver, events, config, clock() - began, session)
+    stats = _rank_stats(rank, driver, events, config, began, clock() - began, session)
 
     if rank == SERVER_ID:
         outcome = _finish_server(config, aggregator, party, events, stats, control,
@@ -331,13 +332,25 @@ def agree_on_configuration(comm, digest: bytes, *, what: str, timeout_s: float,
 
 
 def _agree(comm, config: MPIRoundConfig, MPI) -> bytes:
-    """Check that every rank runs the same configuration, then share rank 0's session id."""
+    """Check that every rank runs the same configuration, then share rank 0's session id.
+
+    The id travels in an all-reduce (bitwise OR of rank 0's random bytes with everyone else's
+    zeros) rather than a broadcast, which makes it the round's *start line*: an all-reduce
+    completes on a rank only once every rank has joined it, so rank 0 cannot start the round
+    (and its clock) while a client is still in the agreement.  A broadcast completes at its
+    root at once; the clients then trailed rank 0 by up to the back-off of the ranks that
+    relay it (~5-30 ms on 8 ranks over 2 cores).  The ranks join it together -- they have
+    just left the agreement -- so their waits, and the back-off, are short.
+    """
     agree_on_configuration(comm, config.digest(comm.Get_size()), what="round configuration",
                            timeout_s=config.round_timeout_s)
-    session = bytearray(os.urandom(SESSION_ID_BYTES) if comm.Get_rank() == 0
-                        else SESSION_ID_BYTES)
-    _complete(comm.Ibcast([session, MPI.BYTE], root=0), config.round_timeout_s)
-    return bytes(session)
+    mine = np.zeros(SESSION_ID_BYTES, dtype=np.uint8)
+    if comm.Get_rank() == SERVER_ID:
+        mine[:] = np.frombuffer(os.urandom(SESSION_ID_BYTES), dtype=np.uint8)
+    session = np.empty_like(mine)
+    _complete(comm.Iallreduce([mine, MPI.BYTE], [session, MPI.BYTE], op=MPI.BOR),
+              config.round_timeout_s)
+    return session.tobytes()
 
 
 def _complete(request, timeout_s: float) -> None:
@@ -353,15 +366,28 @@ def _complete(request, timeout_s: float) -> None:
         time.sleep(idle_sleep_s(waited))
 
 
+WARM_UP_MAX_VALUES = 1 << 20
+"""The longest vector the warm-up's second round uses (memory: a few copies per client)."""
+
+
 def _warm_up(config: MPIRoundConfig, n: int) -> None:
-    """One tiny round of the same protocol in this process (at most 8 clients, 64 values):
-    first calls compile or load kernels and import lazily-imported modules."""
+    """Two small rounds of the same protocol in this process, so a rank's one-off costs are
+    not paid inside the real round's deadlines: a tiny one (at most 8 clients, 64 values) --
+    first calls compile or load kernels and import lazily-imported modules -- then one of 3
+    clients at the round's own vector length (at most ``WARM_UP_MAX_VALUES``), so the
+    process's heap has grown to the round's buffer sizes.  Without that, every rank touched
+    its buffers' pages for the first time inside the round (about 430 page faults per client
+    rank at d = 10^5, ~4 us each on the development VM), which a process that has already
+    run a round -- the in-process benchmark after its warm-up, or any later round of a
+    training job -- does not pay."""
     from fedsecure.runtime.simulation import simulate_round
 
-    spec = AggregationSpec(n_clients=min(n, 8), vector_length=min(config.dim, 64),
-                           max_weight=config.max_weight, clip=config.clip)
-    simulate_round(make_aggregator(config.protocol, spec, **config.protocol_options),
-                   {c: (np.zeros(spec.vector_length), 1) for c in spec.client_ids})
+    for clients, length in ((min(n, 8), min(config.dim, 64)),
+                            (min(n, 3), min(config.dim, WARM_UP_MAX_VALUES))):
+        spec = AggregationSpec(n_clients=clients, vector_length=length,
+                               max_weight=config.max_weight, clip=config.clip)
+        simulate_round(make_aggregator(config.protocol, spec, **config.protocol_options),
+                       {c: (np.zeros(spec.vector_length), 1) for c in spec.client_ids})
 
 
 def _crash(rank: int, config: MPIRoundConfig) -> None:
@@ -371,7 +397,7 @@ def _crash(rank: int, config: MPIRoundConfig) -> None:
     os._exit(CRASH_EXIT_STATUS)
 
 
-def _rank_stats(rank, driver, events, config, round_s, session) -> RankStats:
+def _rank_stats(rank, driver, events, config, started_at, round_s, session) -> RankStats:
     party = driver.party
     aborted = next((ev.reason for pid, ev in events
                     if pid == rank and isinstance(ev, RoundAborted)), None)
@@ -386,7 +412,7 @@ def _rank_stats(rank, driver, events, config, round_s, session) -> RankStats:
     s = driver.stats
     return RankStats(
         session=session, rank=rank, role="server" if rank == SERVER_ID else "client",
-        status=status, fault=config.faults_of(rank), round_s=round_s,
+        status=status, fault=config.faults_of(rank), started_at=started_at, round_s=round_s,
         compute_s=s.total_seconds, cpu_s=s.total_cpu_seconds,
         bytes_sent=s.total_bytes_sent, bytes_received=s.total_bytes_received,
         seconds_by_phase=dict(s.seconds_by_phase),

@@ -28,7 +28,8 @@ SESSION = bytes(range(16))
 
 def stats(**changes) -> RankStats:
     fields = dict(session=SESSION, rank=3, role="client", status="finished", fault=None,
-                  round_s=0.5, compute_s=0.1, cpu_s=0.1, bytes_sent=10, bytes_received=20,
+                  started_at=12.0, round_s=0.5, compute_s=0.1, cpu_s=0.1, bytes_sent=10,
+                  bytes_received=20,
                   seconds_by_phase={"collect_keys": 0.1}, cpu_seconds_by_phase={"x": 0.1},
                   bytes_sent_by_message={"AdvertiseKeys": 10})
     return RankStats(**{**fields, **changes})
