@@ -28,14 +28,23 @@ UNIFORM_SCALE = 2.0**-32
 
 
 def quantize(x: np.ndarray, uniform: np.ndarray, *, scale: float, clip: float, weight: int,
-             modulus_bits: int, dtype: str) -> np.ndarray:
-    """Clip, stochastically round, weight and reduce ``x`` into ``dtype`` words mod 2^k."""
+             modulus_bits: int, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Clip, stochastically round, weight and reduce ``x`` into ``dtype`` words mod 2^k.
+
+    ``out`` (a writeable, C-contiguous ``dtype`` array of ``x``'s shape), if given, receives
+    the words and is returned: the caller's buffer, with no temporary.
+    """
     x, uniform, weight, mask, out_dtype = _quantize_args(x, uniform, scale, clip, weight,
                                                          modulus_bits, dtype)
-    out = np.empty(x.size, dtype=out_dtype)
+    if out is None:
+        out = np.empty(x.shape, dtype=out_dtype)
+    elif not isinstance(out, np.ndarray) or out.dtype != out_dtype or out.shape != x.shape \
+            or not out.flags.c_contiguous or not out.flags.writeable:
+        raise InvalidInput(f"out: must be a writeable, C-contiguous {out_dtype.str} array of"
+                           f" shape {x.shape}")
     _quantize_kernel(x.reshape(-1), uniform.reshape(-1), float(scale), float(clip), weight, mask,
-                     out)
-    return out.reshape(x.shape)
+                     out.reshape(-1))
+    return out
 
 
 def quantize_reference(x: np.ndarray, uniform: np.ndarray, *, scale: float, clip: float,

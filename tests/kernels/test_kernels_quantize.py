@@ -63,6 +63,9 @@ def test_quantize_equals_reference(case):
     assert np.array_equal(words, quantize_reference(x, uniform, **options))
     assert not (words.astype(np.uint64) >> np.uint64(options["modulus_bits"])).any() \
         or options["modulus_bits"] == 64
+    into = np.full(x.shape, 7, dtype=options["dtype"])  # the caller's buffer, overwritten
+    assert quantize(x, uniform, **options, out=into) is into
+    assert np.array_equal(into, words)
 
 
 @settings(max_examples=100, deadline=None)
@@ -148,6 +151,20 @@ def test_quantize_refuses_bad_parameters(change):
 def test_quantize_refuses_bad_arrays(x, uniform):
     with pytest.raises(InvalidInput):
         quantize(x, uniform, **GOOD)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@pytest.mark.parametrize("out", [
+    np.zeros(2, np.uint64), np.zeros(3, np.uint32), np.zeros(4, np.uint32)[::2],
+    _read_only(np.zeros(2, np.uint32)), [0, 0],
+])
+def test_quantize_refuses_a_bad_out_buffer(out):
+    with pytest.raises(InvalidInput):
+        quantize(np.zeros(2), np.zeros(2, np.uint32), **GOOD, out=out)
 
 
 def test_dequantize_refuses_bad_arguments():

@@ -41,6 +41,7 @@ from fedsecure.errors import (
     ProtocolAborted,
 )
 from fedsecure.hazmat import agree, check_public_key, public_key_of, shamir
+from fedsecure.hazmat.prg import add_masks_into
 from fedsecure.kernels import add_packed_into, dequantize, reduce_into
 from fedsecure.messages import (
     AddressedCiphertext,
@@ -387,17 +388,17 @@ class SecAggServer(PhasedServer):
     def _unmask(self, seeds: dict[int, bytes], keys: dict[int, bytes]) -> np.ndarray:
         fixed = self.agg.fixed_point
         total = self._sum
-        for client in self._survivors:
-            masking.add_self_mask(total, seeds[client], client, self.context, -1)
+        masks = [(masking.self_mask(seeds[client], client, self.context), -1)
+                 for client in self._survivors]
         survivors = set(self._survivors)
         for dropped, key in sorted(keys.items()):
             peers = self.agg.graph.neighbours(dropped) & survivors
             pair_seeds = masking.agreed_secrets(
                 key, {peer: self._keys[peer].masking_public_key for peer in peers})
-            for peer, seed in pair_seeds.items():
-                # undo what ``peer`` added for the pair (peer, dropped)
-                masking.add_pairwise_mask(total, seed, dropped, peer, self.context,
-                                          -masking.pairwise_sign(peer, dropped))
+            # undo what each surviving ``peer`` added for the pair (peer, dropped)
+            masks += [(masking.pairwise_mask(seed, dropped, peer, self.context),
+                       -masking.pairwise_sign(peer, dropped)) for peer, seed in pair_seeds.items()]
+        add_masks_into(total, masks)  # one pass over the sum, every mask added chunk by chunk
         self._sum = None
         reduce_into(total, fixed.modulus_bits)
         return total
