@@ -67,7 +67,7 @@ def test_add_into_wraps_exactly_across_chunk_boundaries(length, dtype):
 
 @settings(max_examples=15, deadline=None)
 @given(length=st.integers(0, 5 * CHUNK_BYTES // 8 + 3), dtype=st.sampled_from(DTYPES),
-       signs=st.lists(st.sampled_from([1, -1]), max_size=5), offset=st.integers(0, 2))
+       signs=st.lists(st.sampled_from([1, -1]), max_size=10), offset=st.integers(0, 2))
 def test_add_masks_into_equals_one_add_into_per_mask(length, dtype, signs, offset):
     """Chunk-major (every mask per chunk) gives what mask-major gives, after ``prepare`` wrote
     each chunk, and leaves every PRG where ``add_into`` would (``offset`` words in)."""
