@@ -110,22 +110,26 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
 @njit(cache=True)
 def _add_rows(out, rows, count, subtract):
     """out -= or += rows[0] + ... + rows[count - 1] (over len(out) words), wrapping."""
-    if count == GROUP:  # the common case, unrolled so that it vectorises
+    if count == 4:  # one loop per count, so that each vectorises
         for i in range(out.size):
-            total = rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i]
-            if subtract:
-                out[i] -= total
-            else:
-                out[i] += total
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i], subtract)
+    elif count == 3:
+        for i in range(out.size):
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i], subtract)
+    elif count == 2:
+        for i in range(out.size):
+            _add_word(out, i, rows[0, i] + rows[1, i], subtract)
     else:
         for i in range(out.size):
-            total = rows[0, i]
-            for r in range(1, count):
-                total += rows[r, i]
-            if subtract:
-                out[i] -= total
-            else:
-                out[i] += total
+            _add_word(out, i, rows[0, i], subtract)
+
+
+@njit(cache=True, inline="always")
+def _add_word(out, i, total, subtract):
+    if subtract:
+        out[i] -= total
+    else:
+        out[i] += total
 
 
 def expand(seed: bytes, context: bytes, count: int, dtype: str) -> np.ndarray:

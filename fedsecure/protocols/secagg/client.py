@@ -47,7 +47,7 @@ from fedsecure.errors import (
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir, sign
 from fedsecure.hazmat.agreement import KeyPair
 from fedsecure.hazmat.prg import CHUNK_BYTES, add_masks_into
-from fedsecure.kernels import pack, quantize, reduce_into
+from fedsecure.kernels import Quantizer, pack, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
     AddressedCiphertext,
@@ -329,14 +329,16 @@ class SecAggClient(PhasedClient):
         vector, weight = self._input
         words = np.empty(vector.shape[0] + 1, dtype=fixed.dtype)
         rounding = KeystreamRandom.seeded_from(self.rng)
-        uniform = np.empty(CHUNK_BYTES // words.itemsize, dtype=np.uint32)
+        scratch = bytearray(4 * (CHUNK_BYTES // words.itemsize) + 15)  # 15: OpenSSL's spare
+        uniform = np.frombuffer(scratch, dtype="<u4", count=CHUNK_BYTES // words.itemsize)
+        quantizer = Quantizer(scale=fixed.scale, clip=fixed.clip, weight=weight,
+                              modulus_bits=fixed.modulus_bits, dtype=fixed.dtype)
 
         def quantize_chunk(start: int, part: np.ndarray) -> None:
             values = vector[start:start + len(part)]  # the last chunk also holds the weight
             count = len(values)
-            rounding.fill(uniform[:count])
-            quantize(values, uniform[:count], scale=fixed.scale, clip=fixed.clip, weight=weight,
-                     modulus_bits=fixed.modulus_bits, dtype=fixed.dtype, out=part[:count])
+            rounding.write_into(scratch, 4 * count)
+            quantizer(values, uniform[:count], part[:count])
             part[count:] = weight
 
         masks = [(masking.self_mask(self._seed, self.party_id, self.context), +1)]
