@@ -9,8 +9,9 @@ Bulk randomness (stochastic rounding draws one 32-bit word per value) comes from
 randomness from one such stream) or :func:`bulk_uint32` (a whole array at once): AES-256 in
 counter mode under a fresh 32-byte key read once from the party's source, written by OpenSSL
 straight into the result with ``update_into`` -- the generate step of NIST SP 800-90A's
-CTR_DRBG, with one key per stream, so no output depends on a key that outlives it.  It runs at keystream speed (GB/s, benchmarks/bench_rng.py) where
-``os.urandom`` of the same bytes is an order of magnitude slower.  The words are
+CTR_DRBG, with one key per stream, so no output depends on a key that outlives it.  It runs at
+keystream speed (GB/s, benchmarks/bench_rng.py) where ``os.urandom`` of the same bytes is an
+order of magnitude slower.  The words are
 indistinguishable from uniform while AES-256 is a pseudorandom permutation (after q blocks the
 PRP/PRF switching term is q^2 / 2^129: below 2^-65 for q = 2^32, i.e. 64 GiB per stream).
 """
