@@ -5,13 +5,15 @@ Every party takes a :class:`RandomSource`.  The default reads the operating syst
 for tests and conformance vectors only: never use it for a real deployment.
 
 Bulk randomness (stochastic rounding draws one 32-bit word per value) comes from
-:func:`bulk_uint32`: AES-256 in counter mode under a fresh 32-byte key read once from the
-party's source, written by OpenSSL straight into the result with ``update_into`` -- the
-generate step of NIST SP 800-90A's CTR_DRBG, with one key per call, so no output depends on a
-key that outlives it.  It runs at keystream speed (GB/s, benchmarks/bench_rng.py) where
-``os.urandom`` of the same bytes is an order of magnitude slower.  The words are
+:meth:`KeystreamRandom.seeded_from` (the SecAgg client fills each chunk of its rounding
+randomness from one such stream) or :func:`bulk_uint32` (a whole array at once): AES-256 in
+counter mode under a fresh 32-byte key read once from the party's source, written by OpenSSL
+straight into the result with ``update_into`` -- the generate step of NIST SP 800-90A's
+CTR_DRBG, with one key per stream, so no output depends on a key that outlives it.  It runs at
+keystream speed (GB/s, benchmarks/bench_rng.py) where ``os.urandom`` of the same bytes is an
+order of magnitude slower.  The words are
 indistinguishable from uniform while AES-256 is a pseudorandom permutation (after q blocks the
-PRP/PRF switching term is q^2 / 2^129: below 2^-65 for q = 2^32, i.e. 64 GiB per call).
+PRP/PRF switching term is q^2 / 2^129: below 2^-65 for q = 2^32, i.e. 64 GiB per stream).
 """
 
 from __future__ import annotations
@@ -62,6 +64,16 @@ class KeystreamRandom:
 
     def bytes(self, n: int) -> bytes:
         return self._enc.update(bytes(n))
+
+    def write_into(self, buffer, nbytes: int) -> None:
+        """Write the next ``nbytes`` of keystream to the start of ``buffer`` (a writeable
+        bytes-like of at least ``nbytes`` + 15 bytes: OpenSSL wants one spare block), with no
+        allocation and no copy."""
+        view = memoryview(buffer).cast("B")
+        if view.readonly or not 0 <= nbytes <= len(view) - _SLACK:
+            raise ConfigurationError(f"buffer: must be writeable and hold nbytes + {_SLACK} bytes")
+        for start in range(0, nbytes, _CHUNK_BYTES):
+            self._enc.update_into(_ZEROS[:min(_CHUNK_BYTES, nbytes - start)], view[start:])
 
     def fill(self, out: np.ndarray) -> None:
         """Overwrite the bytes of ``out`` (writeable, C-contiguous) with the next keystream."""

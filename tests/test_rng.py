@@ -108,3 +108,17 @@ def test_fill_refuses_read_only_or_strided_arrays():
 
 def test_repr_never_shows_the_key():
     assert bytes(range(32)).hex() not in repr(KeystreamRandom(bytes(range(32))))
+
+
+def test_write_into_continues_the_stream_in_place_and_refuses_short_buffers():
+    """write_into gives the same stream as bytes(), into the caller's buffer."""
+    expected = KeystreamRandom(bytes(32)).bytes(300_000)
+    stream, buffer = KeystreamRandom(bytes(32)), bytearray(300_000 + 15)
+    stream.write_into(buffer, 100)
+    head = bytes(buffer[:100])
+    stream.write_into(buffer, 299_900)
+    assert head + bytes(buffer[:299_900]) == expected
+    with pytest.raises(ConfigurationError):
+        stream.write_into(bytearray(20), 10)  # no room for OpenSSL's spare block
+    with pytest.raises(ConfigurationError):
+        stream.write_into(bytes(100), 10)  # read-only

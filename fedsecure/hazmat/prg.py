@@ -10,25 +10,32 @@ zeros, read as little-endian uint32 or uint64 words.  Arithmetic wraps mod 2^32 
 Z_{2^k} with k <= the word width is obtained by one final reduction, since 2^k divides 2^32 and
 2^64.  A PRG is a stream: successive calls continue where the previous one stopped.
 
-Speed: the client is PRG-bound, so ``add_into`` never allocates per call: OpenSSL writes the
-keystream with ``update_into`` into one scratch buffer per thread, reused by every PRG,
-CHUNK_BYTES at a time (256 KiB measured fastest: it stays in L2 cache), and numpy adds it in
-place.
+Speed: the client is PRG-bound, so adding masks never allocates per call: OpenSSL writes the
+keystream with ``update_into`` into one scratch buffer per thread, reused by every PRG.
+:func:`add_masks_into` adds many PRGs chunk by chunk -- every mask goes into one CHUNK_BYTES
+chunk of the output before the next chunk -- so the output is read and written from memory
+once, not once per mask.  Within a chunk, the keystreams of GROUP masks of one sign are written
+side by side and added by one numba pass (``out += r0 + r1 + r2 + r3``), so the output chunk
+crosses the cache once per GROUP masks; GROUP + 1 chunks of 128 KiB stay in L2 cache
+(benchmarks/bench_secaggplus.py, ``test_mask_step_vs_keystream``).
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from numba import njit
 
 from fedsecure.errors import ConfigurationError
 from fedsecure.hazmat._checks import require_key
 from fedsecure.hazmat.agreement import derive_key
 
 SEED_BYTES = 32
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 128 * 1024
+GROUP = 4
 WORD_DTYPES = (np.dtype("<u4"), np.dtype("<u8"))
 _SLACK = 15  # update_into wants room for one block beyond the data
 _ZEROS = memoryview(bytes(CHUNK_BYTES))
@@ -36,10 +43,11 @@ _SCRATCH = threading.local()
 
 
 def _scratch() -> bytearray:
-    """This thread's keystream buffer (allocating 256 KiB per PRG cost as much as a mask)."""
+    """This thread's keystream buffer, GROUP chunks (allocating it per PRG would cost as much
+    as a mask)."""
     buffer = getattr(_SCRATCH, "buffer", None)
     if buffer is None:
-        buffer = _SCRATCH.buffer = bytearray(CHUNK_BYTES + _SLACK)
+        buffer = _SCRATCH.buffer = bytearray(GROUP * CHUNK_BYTES + _SLACK)
     return buffer
 
 
@@ -61,23 +69,67 @@ class MaskPRG:
 
     def add_into(self, out: np.ndarray, sign: int = 1) -> None:
         """``out += sign * next len(out) words``, in place, wrapping mod 2^32 or 2^64."""
+        add_masks_into(out, [(self, sign)])
+
+
+def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
+                   prepare: Callable[[int, np.ndarray], None] | None = None) -> None:
+    """``out += sign * next len(out) words of prg`` for every ``(prg, sign)`` in ``masks``,
+    in place, wrapping mod 2^32 or 2^64 -- the same result as one ``add_into`` per mask, in
+    one pass over ``out``: chunk by chunk, ``prepare(start, part)`` (if given) first writes
+    ``part = out[start:start + len(part)]``, then every mask is added to that chunk while it
+    is in cache."""
+    for _, sign in masks:
         if sign not in (1, -1):
             raise ConfigurationError(f"sign={sign!r}: must be 1 or -1")
-        if not isinstance(out, np.ndarray) or out.ndim != 1 or not out.flags.c_contiguous \
-                or not out.flags.writeable:
-            raise ConfigurationError("out: must be a writeable, C-contiguous 1-D numpy array")
-        dtype = _word_dtype(out.dtype)
-        if out.size == 0:
-            return
-        operation = np.add if sign == 1 else np.subtract
-        scratch = _scratch()
-        chunk_bytes = min(CHUNK_BYTES, out.nbytes)
-        keystream = np.frombuffer(scratch, dtype=dtype, count=chunk_bytes // dtype.itemsize)
-        per_chunk = len(keystream)
-        for start in range(0, len(out), per_chunk):
-            part = out[start:start + per_chunk]
-            self._encryptor.update_into(_ZEROS[:part.nbytes], scratch)
-            operation(part, keystream[:len(part)], out=part)
+    if not isinstance(out, np.ndarray) or out.ndim != 1 or not out.flags.c_contiguous \
+            or not out.flags.writeable:
+        raise ConfigurationError("out: must be a writeable, C-contiguous 1-D numpy array")
+    dtype = _word_dtype(out.dtype)
+    if out.size == 0:
+        return
+    groups = []  # (keystream writers, subtract?) of at most GROUP masks of one sign
+    for sign in (1, -1):
+        writers = [prg._encryptor.update_into for prg, own in masks if own == sign]
+        groups += [(writers[i:i + GROUP], sign == -1) for i in range(0, len(writers), GROUP)]
+    scratch = _scratch()
+    per_row = CHUNK_BYTES // dtype.itemsize
+    rows = np.frombuffer(scratch, dtype=dtype, count=GROUP * per_row).reshape(GROUP, per_row)
+    slots = [memoryview(scratch)[r * CHUNK_BYTES:] for r in range(GROUP)]  # row r and on
+    for start in range(0, len(out), per_row):
+        part = out[start:start + per_row]
+        if prepare is not None:
+            prepare(start, part)
+        zeros = _ZEROS[:part.nbytes]
+        for writers, subtract in groups:
+            for slot, write in zip(slots, writers):
+                write(zeros, slot)  # the 15 spare bytes spill into the next row, written later
+            _add_rows(part, rows, len(writers), subtract)
+
+
+@njit(cache=True)
+def _add_rows(out, rows, count, subtract):
+    """out -= or += rows[0] + ... + rows[count - 1] (over len(out) words), wrapping."""
+    if count == 4:  # one loop per count, so that each vectorises
+        for i in range(out.size):
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i], subtract)
+    elif count == 3:
+        for i in range(out.size):
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i], subtract)
+    elif count == 2:
+        for i in range(out.size):
+            _add_word(out, i, rows[0, i] + rows[1, i], subtract)
+    else:
+        for i in range(out.size):
+            _add_word(out, i, rows[0, i], subtract)
+
+
+@njit(cache=True, inline="always")
+def _add_word(out, i, total, subtract):
+    if subtract:
+        out[i] -= total
+    else:
+        out[i] += total
 
 
 def expand(seed: bytes, context: bytes, count: int, dtype: str) -> np.ndarray:

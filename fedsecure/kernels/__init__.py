@@ -25,6 +25,7 @@ from fedsecure.kernels.packing import (
     unpack_reference,
 )
 from fedsecure.kernels.quantize import (
+    Quantizer,
     dequantize,
     dequantize_reference,
     quantize,
@@ -34,7 +35,7 @@ from fedsecure.kernels.quantize import (
 __all__ = [
     "add_into", "add_into_reference", "sub_into", "sub_into_reference",
     "reduce_into", "reduce_into_reference",
-    "quantize", "quantize_reference", "dequantize", "dequantize_reference",
+    "quantize", "quantize_reference", "Quantizer", "dequantize", "dequantize_reference",
     "pack", "pack_reference", "unpack", "unpack_reference", "packed_size",
     "add_packed_into", "add_packed_into_reference",
 ]

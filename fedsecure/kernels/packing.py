@@ -14,10 +14,11 @@ so every packed vector has one encoding.
 total), wrapping mod 2^32 / 2^64 like :mod:`.modular`, without materialising the unpacked copy.
 
 Speed: the kernels move 64 bits at a time through one uint64 accumulator (one branch per
-value) over a whole-word buffer: ``pack`` returns a view of its first packed-size bytes,
-``unpack`` copies the packed bytes into a zero-padded buffer once.  ``pack_reference`` and
-``unpack_reference`` compute the same with NumPy bit arrays (``np.packbits(bitorder="little")``)
-and are what the kernels are tested against.
+value) over a whole-word buffer: ``pack`` returns a view of its first packed-size bytes;
+``unpack`` and ``add_packed_into`` read the packed bytes' whole 64-bit words in place and copy
+only the last partial word (zero-padded), so folding an upload into the sum allocates nothing
+of its size.  ``pack_reference`` and ``unpack_reference`` compute the same with NumPy bit
+arrays (``np.packbits(bitorder="little")``) and are what the kernels are tested against.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def unpack(data, count: int, bits: int, dtype: str = "<u4") -> np.ndarray:
     """
     raw, count, bits, dtype = _packed(data, count, bits, dtype)
     out = np.empty(count, dtype=dtype)
-    _unpack_kernel(_stream_words(raw, count, bits), bits, out, False)
+    _unpack_kernel(*_stream_words(raw, count, bits), bits, out, False)
     return out
 
 
@@ -68,7 +69,7 @@ def add_packed_into(acc: np.ndarray, data, bits: int) -> None:
     """
     flat = ring_vector(acc, "acc")
     raw, count, bits, _ = _packed(data, len(flat), bits, flat.dtype)
-    _unpack_kernel(_stream_words(raw, count, bits), bits, flat, True)
+    _unpack_kernel(*_stream_words(raw, count, bits), bits, flat, True)
 
 
 def pack_reference(words: np.ndarray, bits: int) -> np.ndarray:
@@ -122,16 +123,27 @@ def _pack_kernel(words, bits, out):
 
 
 @njit(cache=True)
-def _unpack_kernel(stream, bits, out, accumulate):
-    """out[i] = (or +=, wrapping) word i of the stream."""
+def _unpack_kernel(body, tail, bits, out, accumulate):
+    """out[i] = (or +=, wrapping) word i of the stream whose words are ``body`` then ``tail``."""
+    in_body = min(out.size, body.size * 64 // bits)  # values that lie wholly in ``body``
+    _unpack_range(body, body, 0, bits, out, 0, in_body, accumulate)
+    _unpack_range(body, tail, body.size, bits, out, in_body, out.size, accumulate)
+
+
+@njit(cache=True, inline="always")
+def _unpack_range(body, tail, whole, bits, out, first, last, accumulate):
+    """Values [first, last): stream word j is body[j] below ``whole``, tail[j - whole] above."""
     mask = np.uint64(0xFFFFFFFFFFFFFFFF) >> np.uint64(64 - bits)
-    position = 0
-    for i in range(out.size):
+    position = first * bits
+    for i in range(first, last):
         index = position >> 6
         offset = position & 63
-        value = stream[index] >> np.uint64(offset)
+        low = body[index] if index < whole else tail[index - whole]
+        value = low >> np.uint64(offset)
         if offset + bits > 64:
-            value |= stream[index + 1] << np.uint64(64 - offset)
+            index += 1
+            high = body[index] if index < whole else tail[index - whole]
+            value |= high << np.uint64(64 - offset)
         if accumulate:
             out[i] += value & mask
         else:
@@ -139,13 +151,21 @@ def _unpack_kernel(stream, bits, out, accumulate):
         position += bits
 
 
-def _stream_words(raw: np.ndarray, count: int, bits: int) -> np.ndarray:
-    """The packed bytes as native uint64 stream words, zero-padded to whole words."""
-    buffer = np.zeros(_whole_words(count, bits), dtype=np.uint64)
-    buffer.view(np.uint8)[:len(raw)] = raw
+def _stream_words(raw: np.ndarray, count: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The packed bytes as native uint64 stream words, in two parts: the whole 8-byte words
+    read in place where the host allows it (little-endian, aligned: no copy of an upload),
+    then the rest copied and zero-padded to whole words."""
+    if sys.byteorder == "little" and raw.ctypes.data % _STREAM_WORD.itemsize == 0:
+        whole = len(raw) // _STREAM_WORD.itemsize
+        body = raw[:whole * _STREAM_WORD.itemsize].view(np.uint64)
+    else:
+        whole, body = 0, np.empty(0, dtype=np.uint64)
+    rest = raw[whole * _STREAM_WORD.itemsize:]
+    tail = np.zeros(_whole_words(count, bits) - whole, dtype=np.uint64)
+    tail.view(np.uint8)[:len(rest)] = rest
     if sys.byteorder == "big":
-        buffer.byteswap(inplace=True)
-    return buffer
+        tail.byteswap(inplace=True)
+    return body, tail
 
 
 def _stream_bytes(buffer: np.ndarray) -> np.ndarray:

@@ -67,6 +67,25 @@ def test_add_packed_into_adds_the_unpacked_words_wrapping(case, data):
         assert total.tolist() == expected
 
 
+@settings(max_examples=60, deadline=None)
+@given(case=packable(), shift=st.integers(0, 7), data=st.data())
+def test_packed_bytes_at_any_alignment_decode_alike(case, shift, data):
+    """The kernels read whole 64-bit words of the packed bytes in place when they are 8-byte
+    aligned and copy them otherwise: both give the same words and sums."""
+    words, bits = case
+    packed = pack(words, bits)
+    holder = np.zeros(len(packed) + 8, dtype=np.uint8)
+    start = (-holder.ctypes.data + shift) % 8  # packed bytes at address = shift (mod 8)
+    placed = holder[start:start + len(packed)]
+    placed[:] = packed
+    acc = data.draw(hnp.arrays(words.dtype, len(words)))
+    expected = acc.copy()
+    add_packed_into_reference(expected, packed, bits)
+    assert np.array_equal(unpack(placed, len(words), bits, words.dtype.str), words)
+    add_packed_into(acc, memoryview(placed), bits)
+    assert np.array_equal(acc, expected)
+
+
 def test_add_packed_into_refuses_malformed_data_and_read_only_sums():
     packed = pack(np.array([5, 1, 6], dtype="<u4"), 3).tobytes()
     frozen = np.zeros(3, np.uint32)

@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 from fedsecure.errors import ConfigurationError, InvalidInput
 from fedsecure.kernels.quantize import (
+    Quantizer,
     dequantize,
     dequantize_reference,
     quantize,
@@ -63,6 +64,13 @@ def test_quantize_equals_reference(case):
     assert np.array_equal(words, quantize_reference(x, uniform, **options))
     assert not (words.astype(np.uint64) >> np.uint64(options["modulus_bits"])).any() \
         or options["modulus_bits"] == 64
+    into = np.full(x.size, 7, dtype=options["dtype"])  # the caller's buffer, overwritten
+    quantizer = Quantizer(**options)
+    flat_x, flat_uniform = x.reshape(-1), uniform.reshape(-1)
+    for start in range(0, max(x.size, 1), 7):  # chunk by chunk, as the client does
+        piece = slice(start, start + 7)
+        quantizer(flat_x[piece], flat_uniform[piece], into[piece])
+    assert np.array_equal(into, words.reshape(-1))
 
 
 @settings(max_examples=100, deadline=None)
@@ -148,6 +156,32 @@ def test_quantize_refuses_bad_parameters(change):
 def test_quantize_refuses_bad_arrays(x, uniform):
     with pytest.raises(InvalidInput):
         quantize(x, uniform, **GOOD)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+@pytest.mark.parametrize("x, uniform, out", [
+    (np.zeros(2), np.zeros(2, np.uint32), np.zeros(2, np.uint64)),
+    (np.zeros(2), np.zeros(2, np.uint32), np.zeros(3, np.uint32)),
+    (np.zeros(2), np.zeros(3, np.uint32), np.zeros(2, np.uint32)),
+    (np.zeros(2, np.float32), np.zeros(2, np.uint32), np.zeros(2, np.uint32)),
+    (np.zeros((1, 2)), np.zeros((1, 2), np.uint32), np.zeros((1, 2), np.uint32)),
+    (np.zeros(2), np.zeros(2, np.uint32), _read_only(np.zeros(2, np.uint32))),
+    (np.zeros(2), np.zeros(2, np.uint32), [0, 0]),
+])
+def test_quantizer_refuses_bad_chunks(x, uniform, out):
+    with pytest.raises(InvalidInput):
+        Quantizer(**GOOD)(x, uniform, out)
+
+
+@pytest.mark.parametrize("change", [dict(dtype="<u2"), dict(modulus_bits=33), dict(scale=0.0),
+                                    dict(weight=1.5)])
+def test_quantizer_checks_its_parameters_once_like_quantize(change):
+    with pytest.raises(ConfigurationError):
+        Quantizer(**{**GOOD, **change})
 
 
 def test_dequantize_refuses_bad_arguments():

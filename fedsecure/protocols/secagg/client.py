@@ -50,7 +50,8 @@ from fedsecure.errors import (
 )
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir, sign
 from fedsecure.hazmat.agreement import KeyPair
-from fedsecure.kernels import pack, quantize, reduce_into
+from fedsecure.hazmat.prg import CHUNK_BYTES, add_masks_into
+from fedsecure.kernels import Quantizer, pack, reduce_into
 from fedsecure.messages import (
     SERVER_ID,
     AddressedCiphertext,
@@ -73,7 +74,7 @@ from fedsecure.messages import (
 from fedsecure.protocols.base import PeerIgnored
 from fedsecure.protocols.phased import PhasedClient
 from fedsecure.protocols.secagg import masking
-from fedsecure.rng import bulk_uint32
+from fedsecure.rng import KeystreamRandom
 
 SEED_BYTES = 32
 
@@ -329,17 +330,30 @@ class SecAggClient(PhasedClient):
                 receipt.forwarded_digest), receipt.signature, SERVER_ID)
 
     def _masked_input(self, peers) -> np.ndarray:
+        """The quantized input and weight plus every mask, mod 2^k, in one pass over the
+        words: chunk by chunk, the input is quantized straight into the chunk (its rounding
+        randomness an AES-CTR stream under a fresh seed) and every mask is added while the
+        chunk is in cache (``hazmat.prg.add_masks_into``)."""
         fixed = self.agg.fixed_point
         vector, weight = self._input
-        uniform = bulk_uint32(self.rng, vector.shape[0])
         words = np.empty(vector.shape[0] + 1, dtype=fixed.dtype)
-        words[:-1] = quantize(vector, uniform, scale=fixed.scale, clip=fixed.clip, weight=weight,
+        rounding = KeystreamRandom.seeded_from(self.rng)
+        scratch = bytearray(4 * (CHUNK_BYTES // words.itemsize) + 15)  # 15: OpenSSL's spare
+        uniform = np.frombuffer(scratch, dtype="<u4", count=CHUNK_BYTES // words.itemsize)
+        quantizer = Quantizer(scale=fixed.scale, clip=fixed.clip, weight=weight,
                               modulus_bits=fixed.modulus_bits, dtype=fixed.dtype)
-        words[-1] = weight
-        masking.add_self_mask(words, self._seed, self.party_id, self.context, +1)
-        for peer in sorted(peers):
-            masking.add_pairwise_mask(words, self._mask_seeds[peer], self.party_id, peer,
-                                      self.context, masking.pairwise_sign(self.party_id, peer))
+
+        def quantize_chunk(start: int, part: np.ndarray) -> None:
+            values = vector[start:start + len(part)]  # the last chunk also holds the weight
+            count = len(values)
+            rounding.write_into(scratch, 4 * count)
+            quantizer(values, uniform[:count], part[:count])
+            part[count:] = weight
+
+        masks = [(masking.self_mask(self._seed, self.party_id, self.context), +1)]
+        masks += [(masking.pairwise_mask(self._mask_seeds[peer], self.party_id, peer, self.context),
+                   masking.pairwise_sign(self.party_id, peer)) for peer in sorted(peers)]
+        add_masks_into(words, masks, prepare=quantize_chunk)
         reduce_into(words, fixed.modulus_bits)
         self._input = None  # the only use of the input: release it before the round ends
         return words

@@ -43,14 +43,24 @@ def pairwise_sign(own: int, peer: int) -> int:
     return 1 if own < peer else -1
 
 
+def self_mask(seed: bytes, owner: int, context: bytes) -> MaskPRG:
+    """The PRG of ``owner``'s self mask."""
+    return MaskPRG(seed, b"self" + context + _U32.pack(owner))
+
+
+def pairwise_mask(seed: bytes, own: int, peer: int, context: bytes) -> MaskPRG:
+    """The PRG of the (own, peer) pairwise mask (the same for both ends)."""
+    return MaskPRG(seed, b"pairwise" + context + _pair(own, peer))
+
+
 def add_self_mask(vector: np.ndarray, seed: bytes, owner: int, context: bytes, sign: int) -> None:
-    MaskPRG(seed, b"self" + context + _U32.pack(owner)).add_into(vector, sign)
+    self_mask(seed, owner, context).add_into(vector, sign)
 
 
 def add_pairwise_mask(vector: np.ndarray, seed: bytes, own: int, peer: int, context: bytes,
                       sign: int) -> None:
     """Add ``sign`` times the (own, peer) pairwise mask into ``vector`` (in place, wrapping)."""
-    MaskPRG(seed, b"pairwise" + context + _pair(own, peer)).add_into(vector, sign)
+    pairwise_mask(seed, own, peer, context).add_into(vector, sign)
 
 
 def agreed_secrets(private: bytes, peer_publics: dict[int, bytes]) -> dict[int, bytes]:

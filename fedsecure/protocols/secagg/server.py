@@ -44,6 +44,7 @@ from fedsecure.errors import (
     ProtocolAborted,
 )
 from fedsecure.hazmat import agree, check_public_key, public_key_of, shamir
+from fedsecure.hazmat.prg import add_masks_into
 from fedsecure.kernels import add_packed_into, dequantize, reduce_into
 from fedsecure.messages import (
     AddressedCiphertext,
@@ -86,7 +87,6 @@ class SecAggServer(PhasedServer):
     def __init__(self, aggregator):
         super().__init__(aggregator)
         self.context = masking.round_context(aggregator.session, aggregator.spec.round)
-        self.integer_sum: np.ndarray | None = None
         self._keys: dict[int, AdvertiseKeys] = {}
         self._roster_digests: dict[int, bytes] = {}
         self._shares: dict[int, dict[int, AddressedCiphertext]] = {}  # sender -> recipient -> item
@@ -309,9 +309,10 @@ class SecAggServer(PhasedServer):
         self._require(len(answered), "sent unmasking shares")
         seeds = self._reconstruct("seed", self._survivors, answered)
         keys = self._reconstruct("key", self._unmask_dropped, answered)
-        self.integer_sum = self._unmask(seeds, keys)
         fixed = self.agg.fixed_point
-        decoded = dequantize(self.integer_sum, modulus_bits=fixed.modulus_bits, scale=1.0)
+        # the sum (d + 1 words) and its decoding (d + 1 float64) are the largest things held
+        decoded = dequantize(self._unmask(seeds, keys), modulus_bits=fixed.modulus_bits,
+                             scale=1.0)
         self._check_totals(decoded)
         weighted_sum = decoded[:-1]
         weighted_sum /= fixed.scale  # in place: the server holds no further copy of d values
@@ -394,17 +395,17 @@ class SecAggServer(PhasedServer):
     def _unmask(self, seeds: dict[int, bytes], keys: dict[int, bytes]) -> np.ndarray:
         fixed = self.agg.fixed_point
         total = self._sum
-        for client in self._survivors:
-            masking.add_self_mask(total, seeds[client], client, self.context, -1)
+        masks = [(masking.self_mask(seeds[client], client, self.context), -1)
+                 for client in self._survivors]
         survivors = set(self._survivors)
         for dropped, key in sorted(keys.items()):
             peers = self.agg.graph.neighbours(dropped) & survivors
             pair_seeds = masking.agreed_secrets(
                 key, {peer: self._keys[peer].masking_public_key for peer in peers})
-            for peer, seed in pair_seeds.items():
-                # undo what ``peer`` added for the pair (peer, dropped)
-                masking.add_pairwise_mask(total, seed, dropped, peer, self.context,
-                                          -masking.pairwise_sign(peer, dropped))
+            # undo what each surviving ``peer`` added for the pair (peer, dropped)
+            masks += [(masking.pairwise_mask(seed, dropped, peer, self.context),
+                       -masking.pairwise_sign(peer, dropped)) for peer, seed in pair_seeds.items()]
+        add_masks_into(total, masks)  # one pass over the sum, every mask added chunk by chunk
         self._sum = None
         reduce_into(total, fixed.modulus_bits)
         return total
@@ -419,7 +420,8 @@ class SecAggServer(PhasedServer):
             raise ProtocolAborted(f"decoded total weight {decoded[-1]:g} is outside [{low}, {high}]"
                                   f" for {count} survivors: a client sent an out-of-range weight")
         bound = high * (int(np.ceil(fixed.clip * fixed.scale)) + 1)
-        worst = float(np.max(np.abs(decoded[:-1]), initial=0.0))
+        coordinates = decoded[:-1]  # the largest magnitude without a temporary |x| of d values
+        worst = max(float(coordinates.max(initial=0.0)), -float(coordinates.min(initial=0.0)))
         if worst > bound:
             raise ProtocolAborted(f"decoded coordinate of magnitude {worst:g} exceeds {bound} (what"
                                   f" {count} survivors can sum to): a client sent out-of-range words")
