@@ -162,7 +162,7 @@ def _times(x: float | None) -> str:
 
 def advice(run: Run) -> list[str]:
     """The "what to pick when" bullets, each computed from the run."""
-    g, p, out = run.grid, run.dropout, []
+    p, out = run.dropout, []
     v = run.value
     n_points = run.sweep("n", p)
     if n_points:
@@ -179,9 +179,10 @@ def advice(run: Run) -> list[str]:
                 f" client spends {_times(sa_cpu)} the CPU of a plaintext client and uploads"
                 f" {_times(sa_up)} its bytes; a SecAgg+ client spends {_times(plus_c)} the CPU of a"
                 f" SecAgg client, the SecAgg+ server {_times(plus_s)} the SecAgg server's.")
+        listed = ", ".join(f"{m:,}" for m in cheaper)
         text += (" In this grid a SecAgg+ client is clearly (>1.3×) cheaper than a SecAgg client at"
-                 f" n = {', '.join(f'{m:,}' for m in cheaper)} (of {', '.join(f'{m:,}' for m, _ in n_points)})."
-                 if cheaper else " In this grid SecAgg+ is never clearly cheaper per client.")
+                 f" n = {listed} (of {', '.join(f'{m:,}' for m, _ in n_points)})." if cheaper
+                 else " In this grid SecAgg+ is never clearly cheaper per client.")
         out.append(text)
         mal_c = _ratio(v("secagg-malicious", n, d, p, "client_cpu_s"), v("secagg", n, d, p, "client_cpu_s"))
         mal_s = _ratio(v("secagg-malicious", n, d, p, "server_cpu_s"), v("secagg", n, d, p, "server_cpu_s"))
@@ -245,15 +246,15 @@ def _accuracy_advice(run: Run) -> list[str]:
         out.append(text)
     base = run.seconds_to_target("plaintext", None)
     if base is not None:
-        parts = []
-        for technique in ("secagg", "secaggplus", "ckks"):
-            t = run.seconds_to_target(technique, None)
-            if run.final_accuracy(technique, None) is not None:
-                parts.append(f"{_train_label(technique)} {_times(_ratio(t, base))}"
-                             if t is not None else f"{_train_label(technique)} never")
+        def relative(technique: str, epsilon) -> str:
+            t = run.seconds_to_target(technique, epsilon)
+            return f"{_train_label(technique)} {'never' if t is None else _times(t / base)}"
+
+        parts = [relative(t, None) for t in ("secagg", "secaggplus", "ckks")
+                 if run.final_accuracy(t, None) is not None]
         top = max(g.epsilons)
-        dp = [f"{PLACEMENT_LABEL[p]} {'never' if (t := run.seconds_to_target(f'dp-{p}', top)) is None else _times(_ratio(t, base))}"
-              for p in g.dp_placements if run.final_accuracy(f"dp-{p}", top) is not None]
+        dp = [relative(f"dp-{p}", top) for p in g.dp_placements
+              if run.final_accuracy(f"dp-{p}", top) is not None]
         out.append(f"**Time to {100 * g.target_accuracy:g} % accuracy** (wall seconds of training,"
                    f" aggregation and evaluation): plaintext {base:.1f} s; relative to it "
                    + ", ".join(parts) + (f"; at ε={top:g} " + ", ".join(dp) if dp else "") + ".")
