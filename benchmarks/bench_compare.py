@@ -9,7 +9,8 @@ rate; ``comparison.GRIDS``) and records in ``extra_info`` what ``comparison.meas
 measured (client and server CPU, bytes up and down per client, round trips, peak memory, error
 against the exact sum).  ``test_training[...]`` trains the embedded digits dataset with each
 protocol and, with DP, each placement and epsilon, and records accuracy and seconds per round,
-epsilon spent and time to the grid's target accuracy.  A technique this installation cannot run
+epsilon spent and the rounds and CPU seconds to the grid's target accuracy (after one
+untimed warm-up run).  A technique this installation cannot run
 (no TenSEAL, no flwr, a mode a protocol refuses) is skipped with the reason.
 """
 
@@ -76,8 +77,14 @@ def test_round_cost(benchmark, warmed, grid, technique, n, d, dropout):
 DP_PROTOCOL = {"central": "plaintext", "local": "plaintext", "distributed": "secagg"}
 
 
-def test_training(benchmark, grid, protocol, placement, epsilon, seed):
+@pytest.fixture(scope="session")
+def trained_once(tmp_path_factory):
+    comparison.warm_up_training(str(tmp_path_factory.mktemp("warm-up")))
+
+
+def test_training(benchmark, request, warmed, grid, protocol, placement, epsilon, seed):
     pytest.importorskip("torch", reason="training needs torch (pip install 'fedsecure[train]')")
+    request.getfixturevalue("trained_once")
     protocol = protocol or DP_PROTOCOL[placement]
     if protocol == "ckks":
         pytest.importorskip("tenseal", reason="TenSEAL is not installed (pip install 'fedsecure[he]')")

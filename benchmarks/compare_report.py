@@ -65,8 +65,9 @@ class Run:
                 if r["technique"] == technique and r["epsilon"] == epsilon]
         return statistics.mean(runs) if runs else None
 
-    def seconds_to_target(self, technique: str, epsilon) -> float | None:
-        runs = [r["seconds_to_target"] for r in self.training
+    def cpu_to_target(self, technique: str, epsilon) -> float | None:
+        """Median CPU seconds to the target accuracy over the seeds; None unless all reach it."""
+        runs = [r["cpu_s_to_target"] for r in self.training
                 if r["technique"] == technique and r["epsilon"] == epsilon]
         reached = [s for s in runs if s is not None]
         return statistics.median(reached) if runs and len(reached) == len(runs) else None
@@ -114,9 +115,10 @@ def _training_tables(run: Run) -> list[str]:
     placements = [p for p in g.dp_placements
                   if any(r["technique"] == f"dp-{p}" for r in run.training)]
     lines = [f"Final test accuracy (%) after {g.train_rounds} rounds, {g.train_clients} clients"
-             f" (mean over {len(g.seeds)} seed{'s' if len(g.seeds) > 1 else ''}), and seconds"
-             f" to {100 * g.target_accuracy:g} % (median; — where a seed never reached it):", "",
-             "| technique | epsilon | final accuracy % | seconds to target | rounds to target |",
+             f" (mean over {len(g.seeds)} seed{'s' if len(g.seeds) > 1 else ''}), and CPU seconds"
+             f" of the whole simulated federation to {100 * g.target_accuracy:g} % (median; —"
+             " where a seed never reached it):", "",
+             "| technique | epsilon | final accuracy % | CPU s to target | rounds to target |",
              "|---|---|---|---|---|"]
     rows = [(t, None) for t in techniques] + [(f"dp-{p}", e) for e in g.epsilons
                                               for p in placements]
@@ -128,7 +130,7 @@ def _training_tables(run: Run) -> list[str]:
                    if r["technique"] == technique and r["epsilon"] == epsilon]
         label = _train_label(technique)
         lines.append(f"| {label} | {'—' if epsilon is None else f'{epsilon:g}'} |"
-                     f" {100 * accuracy:.1f} | {_num(run.seconds_to_target(technique, epsilon))} |"
+                     f" {100 * accuracy:.1f} | {_num(run.cpu_to_target(technique, epsilon))} |"
                      f" {', '.join('—' if r is None else str(r) for r in reached)} |")
     lines += ["", "Test accuracy (%) per round (seed 0):", ""]
     first = [r for r in run.training if r["seed"] == g.seeds[0]]
@@ -244,10 +246,10 @@ def _accuracy_advice(run: Run) -> list[str]:
                      f" {100 * -min(local[e] for e in lows):.1f} pp: at this cohort size its"
                      " per-client noise costs more accuracy.")
         out.append(text)
-    base = run.seconds_to_target("plaintext", None)
+    base = run.cpu_to_target("plaintext", None)
     if base is not None:
         def relative(technique: str, epsilon) -> str:
-            t = run.seconds_to_target(technique, epsilon)
+            t = run.cpu_to_target(technique, epsilon)
             return f"{_train_label(technique)} {'never' if t is None else _times(t / base)}"
 
         parts = [relative(t, None) for t in ("secagg", "secaggplus", "ckks")
@@ -255,8 +257,9 @@ def _accuracy_advice(run: Run) -> list[str]:
         top = max(g.epsilons)
         dp = [relative(f"dp-{p}", top) for p in g.dp_placements
               if run.final_accuracy(f"dp-{p}", top) is not None]
-        out.append(f"**Time to {100 * g.target_accuracy:g} % accuracy** (wall seconds of training,"
-                   f" aggregation and evaluation): plaintext {base:.1f} s; relative to it "
+        out.append(f"**Time to {100 * g.target_accuracy:g} % accuracy** (CPU seconds of the whole"
+                   " simulated federation: local training, aggregation, evaluation): plaintext"
+                   f" {base:.1f} s; relative to it "
                    + ", ".join(parts) + (f"; at ε={top:g} " + ", ".join(dp) if dp else "") + ".")
     return out
 
@@ -360,13 +363,13 @@ def _plot_time(run: Run, path: Path) -> None:
     names, seconds = [], []
     for r in shown:
         label = _train_label(r["technique"]) + ("" if r["epsilon"] is None else f", ε={top:g}")
-        elapsed = [sum(r["round_seconds"][:i + 1]) for i in range(len(r["round_seconds"]))]
+        elapsed = [sum(r["round_cpu_s"][:i + 1]) for i in range(len(r["round_cpu_s"]))]
         axes[0].plot(elapsed, [100 * a for a in r["accuracy"]], marker=".", label=label)
         names.append(label)
-        t = run.seconds_to_target(r["technique"], r["epsilon"])
+        t = run.cpu_to_target(r["technique"], r["epsilon"])
         seconds.append(t if t is not None else 0.0)
     axes[0].axhline(100 * g.target_accuracy, color="grey", lw=1)
-    axes[0].set(xlabel="wall seconds (train + aggregate + evaluate)", ylabel="test accuracy (%)",
+    axes[0].set(xlabel="CPU seconds (all parties, one process)", ylabel="test accuracy (%)",
                 title="accuracy per round (seed 0)")
     axes[0].grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -375,7 +378,7 @@ def _plot_time(run: Run, path: Path) -> None:
         axes[1].text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
                      f" {s:.1f} s" if s else " not reached", va="center", fontsize=7)
     axes[1].set_yticks(range(len(names)), names, fontsize=7)
-    axes[1].set(xlabel="seconds", title=f"time to {100 * g.target_accuracy:g} % accuracy")
+    axes[1].set(xlabel="CPU seconds", title=f"time to {100 * g.target_accuracy:g} % accuracy")
     figure.tight_layout()
     figure.savefig(path, dpi=90)
 

@@ -12,9 +12,9 @@ it compares the ratio r = metric(a) / metric(b) of run A with that of run B:
   (a pair within the margin in either run is a tie: noise may order it either way).
 
 CPU seconds below ``--min-cpu`` (1 ms) are too small to time reliably and are left out.
-Training runs are compared the same way on final accuracy, by differences in percentage
-points instead of ratios.  Wall times are not compared: on a shared machine they measure the
-neighbours.
+Training runs (same epsilon and seed) are compared the same way on the CPU seconds to the
+target accuracy, and on final accuracy by differences instead of ratios.  Wall times are not
+compared: on a shared machine they measure the neighbours.
 """
 
 from __future__ import annotations
@@ -69,14 +69,13 @@ def round_points(run: dict) -> dict[tuple, dict[str, dict]]:
     return points
 
 
-def training_points(run: dict) -> dict[tuple, dict[str, float]]:
-    """(epsilon, seed) -> technique -> final accuracy (epsilon None: no DP)."""
-    points: dict[tuple, dict[str, float]] = {}
+def training_points(run: dict) -> dict[tuple, dict[str, dict]]:
+    """(epsilon, seed) -> technique -> extra_info of a training run (epsilon None: no DP)."""
+    points: dict[tuple, dict[str, dict]] = {}
     for bench in run["benchmarks"]:
         info = bench.get("extra_info", {})
         if info.get("kind") == "train":
-            points.setdefault((info["epsilon"], info["seed"]), {})[info["technique"]] = \
-                info["final_accuracy"]
+            points.setdefault((info["epsilon"], info["seed"]), {})[info["technique"]] = info
     return points
 
 
@@ -128,8 +127,16 @@ def compare(run_a: dict, run_b: dict, *, min_cpu: float = 1e-3,
     train_a, train_b = training_points(run_a), training_points(run_b)
     for point in sorted(set(train_a) & set(train_b), key=str):
         where = "training epsilon={} seed={}".format(*point)
-        checked += len(set(train_a[point]) & set(train_b[point]))
-        found += _difference_checks(where, train_a[point], train_b[point], accuracy_tolerance)
+        accuracy = [{t: info["final_accuracy"] for t, info in runs[point].items()}
+                    for runs in (train_a, train_b)]
+        checked += len(set(accuracy[0]) & set(accuracy[1]))
+        found += _difference_checks(where, *accuracy, accuracy_tolerance)
+        cpu = [{t: info["cpu_s_to_target"] for t, info in runs[point].items()
+                if info.get("cpu_s_to_target") is not None} for runs in (train_a, train_b)]
+        disagreements, count = _ratio_checks(where, "cpu_s_to_target", *cpu,
+                                             *RATIO_METRICS["client_cpu_s"], min_cpu)
+        found += disagreements
+        checked += count
     return found, checked
 
 

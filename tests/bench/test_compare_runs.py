@@ -113,6 +113,19 @@ def test_command_line_exit_status(tmp_path, capsys):
     assert compare_runs.main([str(p) for p in paths]) == 2
 
 
+def test_training_cpu_to_target_ratios():
+    def run(secagg_cpu):
+        return {"benchmarks": [{"extra_info": {
+            "kind": "train", "technique": t, "epsilon": None, "seed": 0, "final_accuracy": 0.88,
+            "cpu_s_to_target": cpu}} for t, cpu in (("plaintext", 2.0), ("secagg", secagg_cpu),
+                                                    ("ckks", None))]}
+
+    assert compare_runs.compare(run(6.0), run(7.5))[0] == []  # 3x vs 3.75x plaintext: noise
+    found, _ = compare_runs.compare(run(6.0), run(1.0))  # SecAgg now twice as fast as plaintext
+    assert [(f.metric, f.pair, f.kind) for f in found] == [
+        ("cpu_s_to_target", ("plaintext", "secagg"), "ratio changed")]
+
+
 @pytest.mark.parametrize("metric", ["bytes_up", "rounds"])
 def test_exact_metrics_tolerate_no_change(metric):
     a, b = synthetic_run(), synthetic_run()
