@@ -68,3 +68,26 @@ def test_quick_grid_has_curves():
     cases = grid.round_cases()
     assert len({n for n, d, _ in cases if d == grid.d_fixed}) >= 4
     assert len({d for n, d, _ in cases if n == grid.n_fixed}) >= 4
+
+
+def test_the_peer_is_measured_by_its_module(monkeypatch):
+    """benchmarks/flower_peer.py's dict is taken as is, its RMS error as the error."""
+    import sys
+    import types
+
+    calls = []
+    peer = types.ModuleType("fake_flower_peer")
+
+    def measure_flower_secaggplus(n, d, dropout, seed):
+        calls.append((n, d, dropout, seed))
+        return {"client_cpu_s": 0.1, "server_cpu_s": 0.2, "bytes_up": 3, "bytes_down": 4,
+                "rounds": 5, "error": 1e-3, "error_rms": 1e-4, "peak_rss_mb": 6.0}
+
+    peer.measure_flower_secaggplus = measure_flower_secaggplus
+    monkeypatch.setitem(sys.modules, "fake_flower_peer", peer)
+    monkeypatch.setattr(comparison, "PEER_MODULE", "fake_flower_peer")
+    monkeypatch.setattr(comparison.importlib.util, "find_spec", lambda name: object())
+    measured = comparison.measure_round("flower-secaggplus", 20, 1000, 0.1, seed=7)
+    assert calls == [(20, 1000, 0.1, 7)]
+    assert measured["error"] == 1e-4 and measured["error_max"] == 1e-3
+    assert measured["rounds"] == 5 and measured["bytes_down"] == 4
