@@ -219,10 +219,11 @@ def advice(run: Run) -> list[str]:
         central = _ratio(v("dp-central", n, d, p, "server_cpu_s"), v("plaintext", n, d, p, "server_cpu_s"))
         local = _ratio(v("dp-local", n, d, p, "client_cpu_s"), v("plaintext", n, d, p, "client_cpu_s"))
         if dist is not None:
-            out.append(f"**DP's cost per round** (n={n:,}, d={d:,}): central DP multiplies the"
-                       f" plaintext server's CPU by {_times(central)}, local DP the plaintext"
-                       f" client's by {_times(local)}; distributed DP costs {_times(dist)} a"
-                       " SecAgg client's CPU (clients sample the exact discrete Gaussian).")
+            out.append(f"**DP's cost per round** (n={n:,}, d={d:,}): a central-DP server spends"
+                       f" {_times(central)} the CPU of a plaintext server, a local-DP client"
+                       f" {_times(local)} a plaintext client's, a distributed-DP client"
+                       f" {_times(dist)} a SecAgg client's (clients sample the exact discrete"
+                       " Gaussian).")
     out += _accuracy_advice(run)
     return out
 

@@ -14,7 +14,9 @@ for the masking protocols' recovery.  Measured, from the simulator's per-party s
 
 * ``client_cpu_s`` / ``server_cpu_s`` -- CPU seconds of a surviving client (mean) and of the
   server, protocol work only; a client's ``set_input`` (where the DP wrappers clip and noise)
-  is timed here and added, as the simulator does not count it;
+  is timed here and added, as the simulator does not count it.  The garbage collector is off
+  during the round, so a collection of every party's garbage is not charged to whichever
+  party happened to trigger it;
 * ``bytes_up`` / ``bytes_down`` -- bytes a surviving client sends / receives (mean);
 * ``rounds`` -- the most messages a surviving client sends (its round trips with the server);
 * ``peak_rss_mb`` -- the process's peak resident memory during the round (the simulator runs
@@ -30,6 +32,7 @@ a loaded machine stretches far less than wall time.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import statistics
@@ -226,8 +229,13 @@ def measure_round(technique: str, n: int, d: int, dropout: float, seed: int = 0)
     aggregator = _TimedInputs(build_aggregator(tech, spec, dropout))
     inputs = round_inputs(n, d, seed)
     faults = [Silent(c, UPLOAD[tech.protocol]) for c in dropped_clients(n, dropout, seed)]
+    gc.collect()  # no collection of earlier garbage lands on one party's clock
+    gc.disable()
     before = _rss_bytes()
-    report = simulate_round(aggregator, inputs, faults=faults)
+    try:
+        report = simulate_round(aggregator, inputs, faults=faults)
+    finally:
+        gc.enable()
     if report.error is not None:
         raise report.error
     result = report.result

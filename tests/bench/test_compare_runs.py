@@ -3,7 +3,6 @@ ratio fails, and the command line exits non-zero on disagreement."""
 
 from __future__ import annotations
 
-import copy
 import json
 
 import numpy as np
@@ -83,16 +82,32 @@ def test_cpu_below_the_floor_is_not_compared():
     assert compare_runs.compare(a, b)[0] == []
 
 
-def test_training_orderings_and_accuracy():
-    a, b = synthetic_run(), copy.deepcopy(synthetic_run())
-    for bench in b["benchmarks"]:
+def _set_accuracy(run: dict, technique: str, accuracy: float) -> None:
+    for bench in run["benchmarks"]:
         info = bench["extra_info"]
-        if info["kind"] == "train" and info["technique"] == "dp-local":
-            info["final_accuracy"] = 0.9  # local DP now beats central: flipped and changed
+        if info["kind"] == "train" and info["technique"] == technique:
+            info["final_accuracy"] = accuracy
+
+
+def test_dp_training_orderings():
+    a, b = synthetic_run(), synthetic_run()
+    _set_accuracy(b, "dp-central", 0.70)  # 10 points lower: one noisy DP sample, same order
+    assert compare_runs.compare(a, b)[0] == []
+    _set_accuracy(b, "dp-local", 0.9)  # local DP now beats central and distributed: flipped
     found, _ = compare_runs.compare(a, b)
-    kinds = {(f.kind, f.pair) for f in found}
-    assert ("accuracy changed", ("dp-local", "itself")) in kinds
-    assert ("ordering flipped", ("dp-central", "dp-local")) in kinds
+    assert {(f.kind, f.pair) for f in found} == {("ordering flipped", ("dp-central", "dp-local")),
+                                                ("ordering flipped", ("dp-distributed", "dp-local"))}
+
+
+def test_training_accuracy_without_dp_must_match():
+    def run(secagg_accuracy):
+        return {"benchmarks": [{"extra_info": {
+            "kind": "train", "technique": t, "epsilon": None, "seed": 0, "final_accuracy": acc}}
+            for t, acc in (("plaintext", 0.889), ("secagg", secagg_accuracy))]}
+
+    assert compare_runs.compare(run(0.889), run(0.886))[0] == []
+    found, _ = compare_runs.compare(run(0.889), run(0.80))
+    assert [(f.kind, f.pair) for f in found] == [("accuracy changed", ("secagg", "itself"))]
 
 
 def test_command_line_exit_status(tmp_path, capsys):
