@@ -3,12 +3,14 @@
     PYTHONPATH=. pytest benchmarks/bench_compare.py --benchmark-only --grid quick \
         --benchmark-json out.json                      # or: python -m benchmarks.report --quick
 
-``test_round_cost[technique-n-d-drop]`` times one simulated round of each technique of
+``test_round_cost[technique-n-d-drop]`` runs simulated rounds of each technique of
 ``comparison.TECHNIQUES`` on the grid's cases (an n-sweep and a d-sweep, each at every dropout
-rate; ``comparison.GRIDS``) and records in ``extra_info`` what ``comparison.measure_round``
-measured (client and server CPU, bytes up and down per client, round trips, peak memory, error
-against the exact sum).  ``test_training[...]`` trains the embedded digits dataset with each
-protocol and, with DP, each placement and epsilon, and records accuracy and seconds per round,
+rate; ``comparison.GRIDS``) -- one round, or up to five for cheap cases
+(``comparison.measure_case``; the benchmark's time is all of them, ``extra_info["wall_s"]``
+the median round) -- and records in ``extra_info`` the medians of what
+``comparison.measure_round`` measured (client and server CPU, bytes up and down per client,
+round trips, peak memory, error against the exact sum).  ``test_training[...]`` trains the
+embedded digits dataset with each protocol and, with DP, each placement and epsilon, and records accuracy and seconds per round,
 epsilon spent and the rounds and CPU seconds to the grid's target accuracy (after one
 untimed warm-up run).  A technique this installation cannot run
 (no TenSEAL, no flwr, a mode a protocol refuses) is skipped with the reason.
@@ -66,7 +68,7 @@ def test_round_cost(benchmark, warmed, grid, technique, n, d, dropout):
     except Unavailable as exc:
         pytest.skip(str(exc))
     benchmark.group = f"round n={n} d={d} {_drop_id(dropout)}"
-    benchmark.pedantic(lambda: measured.append(comparison.measure_round(technique, n, d, dropout)),
+    benchmark.pedantic(lambda: measured.append(comparison.measure_case(technique, n, d, dropout)),
                        rounds=1, iterations=1)
     benchmark.extra_info.update(kind="round", grid=grid.name, technique=technique,
                                 family=tech.family, label=tech.label, n=n, d=d, dropout=dropout,

@@ -38,7 +38,7 @@ class Run:
         self.rounds: dict[tuple, dict[str, dict]] = defaultdict(dict)
         self.training: list[dict] = []
         for bench in data["benchmarks"]:
-            info = dict(bench.get("extra_info", {}), wall_s=bench["stats"]["median"])
+            info = dict({"wall_s": bench["stats"]["median"]}, **bench.get("extra_info", {}))
             if info.get("kind") == "round":
                 self.rounds[(info["n"], info["d"], info["dropout"])][info["technique"]] = info
             elif info.get("kind") == "train":
@@ -88,8 +88,9 @@ def _sweep_table(run: Run, axis: str, dropout: float, metric: str, scale: float)
     return lines + [""]
 
 
-CASE_COLUMNS = (("wall s", "wall_s", 1), ("client CPU ms", "client_cpu_s", 1e3),
-                ("server CPU ms", "server_cpu_s", 1e3), ("up KB", "bytes_up", 1e-3),
+CASE_COLUMNS = (("rounds run", "repeats", 1), ("wall s", "wall_s", 1),
+                ("client CPU ms", "client_cpu_s", 1e3), ("server CPU ms", "server_cpu_s", 1e3),
+                ("up KB", "bytes_up", 1e-3),
                 ("down KB", "bytes_down", 1e-3), ("round trips", "rounds", 1),
                 ("peak RSS MB", "peak_rss_mb", 1), ("round MB", "round_mb", 1),
                 ("RMS error", "error", 1), ("relative error", "relative_error", 1))

@@ -14,9 +14,9 @@ for the masking protocols' recovery.  Measured, from the simulator's per-party s
 
 * ``client_cpu_s`` / ``server_cpu_s`` -- CPU seconds of a surviving client (mean) and of the
   server, protocol work only; a client's ``set_input`` (where the DP wrappers clip and noise)
-  is timed here and added, as the simulator does not count it.  The garbage collector is off
-  during the round, so a collection of every party's garbage is not charged to whichever
-  party happened to trigger it;
+  is timed here and added, as the simulator does not count it.  :func:`measure_case` turns
+  the garbage collector off during its rounds, so that a collection of every party's garbage
+  is not charged to whichever party happened to trigger it;
 * ``bytes_up`` / ``bytes_down`` -- bytes a surviving client sends / receives (mean);
 * ``rounds`` -- the most messages a surviving client sends (its round trips with the server);
 * ``peak_rss_mb`` -- the process's peak resident memory during the round (the simulator runs
@@ -229,13 +229,8 @@ def measure_round(technique: str, n: int, d: int, dropout: float, seed: int = 0)
     aggregator = _TimedInputs(build_aggregator(tech, spec, dropout))
     inputs = round_inputs(n, d, seed)
     faults = [Silent(c, UPLOAD[tech.protocol]) for c in dropped_clients(n, dropout, seed)]
-    gc.collect()  # no collection of earlier garbage lands on one party's clock
-    gc.disable()
     before = _rss_bytes()
-    try:
-        report = simulate_round(aggregator, inputs, faults=faults)
-    finally:
-        gc.enable()
+    report = simulate_round(aggregator, inputs, faults=faults)
     if report.error is not None:
         raise report.error
     result = report.result
@@ -255,6 +250,27 @@ def measure_round(technique: str, n: int, d: int, dropout: float, seed: int = 0)
         "relative_error": float(np.linalg.norm(error) / np.linalg.norm(exact)),
         "survivors": len(result.survivors),
     }
+
+
+def measure_case(technique: str, n: int, d: int, dropout: float, seed: int = 0, *,
+                 budget_s: float = 0.5, most: int = 5) -> dict:
+    """:func:`measure_round` repeated while the rounds took under ``budget_s`` wall seconds in
+    all (at most ``most`` times): the median of each measurement, ``wall_s`` the median wall
+    seconds of a round and ``repeats``.  Cheap cases get several rounds (a millisecond of
+    CPU is easily disturbed), expensive ones one."""
+    runs, walls = [], []
+    gc.collect()  # no collection of earlier garbage lands on one party's clock
+    gc.disable()
+    try:
+        while not runs or (sum(walls) < budget_s and len(runs) < most):
+            began = time.perf_counter()
+            runs.append(measure_round(technique, n, d, dropout, seed))
+            walls.append(time.perf_counter() - began)
+    finally:
+        gc.enable()
+    out = {k: statistics.median(r[k] for r in runs) if isinstance(v, float) else v
+           for k, v in runs[0].items()}
+    return dict(out, wall_s=statistics.median(walls), repeats=len(runs))
 
 
 PEER_MODULE = "benchmarks.flower_peer"
