@@ -10,10 +10,10 @@ rate; ``comparison.GRIDS``) -- one round, or up to five for cheap cases
 the median round) -- and records in ``extra_info`` the medians of what
 ``comparison.measure_round`` measured (client and server CPU, bytes up and down per client,
 round trips, peak memory, error against the exact sum).  ``test_training[...]`` trains the
-embedded digits dataset with each protocol and, with DP, each placement and epsilon, and records accuracy and seconds per round,
-epsilon spent and the rounds and CPU seconds to the grid's target accuracy (after one
-untimed warm-up run).  A technique this installation cannot run
-(no TenSEAL, no flwr, a mode a protocol refuses) is skipped with the reason.
+embedded digits dataset with each protocol and, with DP, each placement and epsilon, and
+records accuracy and seconds per round, epsilon spent and the rounds and CPU seconds to the
+grid's target accuracy (after one untimed warm-up run).  A technique this installation cannot
+run (no TenSEAL, no flwr, a mode a protocol refuses) is skipped with the reason.
 """
 
 from __future__ import annotations
