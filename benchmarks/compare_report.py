@@ -237,11 +237,13 @@ def _accuracy_advice(run: Run) -> list[str]:
     if measured:
         worst = max(abs(gaps[e]) for e in measured)
         head = ("Privacy without trusting the server: distributed DP." if worst <= 0.05
-                else "Distributed DP costs accuracy here.")
+                else "Distributed or central DP.")
         text = (f"**{head}** On digits"
                 f" ({g.train_clients} clients) distributed DP's final accuracy is within"
                 f" {100 * worst:.1f} pp of central DP's at every ε tried"
-                f" ({', '.join(f'{e:g}' for e in measured)}).")
+                f" ({', '.join(f'{e:g}' for e in measured)})"
+                + (", one run each: DP noise moves a single run by several points." if len(g.seeds) == 1
+                   else f", mean of {len(g.seeds)} seeds."))
         lows = [e for e in measured if local[e] is not None]
         if lows:
             text += (f" Local DP trails central by {100 * -max(local[e] for e in lows):.1f} to"
