@@ -5,11 +5,12 @@
 
 ``test_round_cost[technique-n-d-drop]`` runs simulated rounds of each technique of
 ``comparison.TECHNIQUES`` on the grid's cases (an n-sweep and a d-sweep, each at every dropout
-rate; ``comparison.GRIDS``) -- one round, or up to five for cheap cases
-(``comparison.measure_case``; the benchmark's time is all of them, ``extra_info["wall_s"]``
-the median round) -- and records in ``extra_info`` the medians of what
-``comparison.measure_round`` measured (client and server CPU, bytes up and down per client,
-round trips, peak memory, error against the exact sum).  ``test_training[...]`` trains the
+rate; ``comparison.GRIDS``; the Flower peer at the grid's ``peer_points``) -- one round, or
+three to five for cheap cases (``comparison.measure_case``; the benchmark's time is all of
+them, ``extra_info["wall_s"]`` the median round) -- and records in ``extra_info`` what
+``comparison.measure_round`` measured (client and server CPU: the minimum over the rounds;
+bytes up and down per client, round trips, peak memory, error against the exact sum: the
+median).  ``test_training[...]`` trains the
 embedded digits dataset with each protocol and, with DP, each placement and epsilon, and
 records accuracy and seconds per round, epsilon spent and the rounds and CPU seconds to the
 grid's target accuracy (after one untimed warm-up run).  A technique this installation cannot
@@ -33,7 +34,8 @@ def _drop_id(dropout: float) -> str:
 def pytest_generate_tests(metafunc):
     grid = GRIDS[metafunc.config.getoption("--grid")]
     if metafunc.definition.name == "test_round_cost":
-        cases = [(t.name, n, d, p) for n, d, p in grid.round_cases() for t in TECHNIQUES]
+        cases = [(t.name, n, d, p) for n, d, p in grid.round_cases() for t in TECHNIQUES
+                 if grid.runs(t, n, d)]
         metafunc.parametrize("technique, n, d, dropout", cases,
                              ids=[f"{t}-n{n}-d{d}-{_drop_id(p)}" for t, n, d, p in cases])
     elif metafunc.definition.name == "test_training":
