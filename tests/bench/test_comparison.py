@@ -6,7 +6,6 @@ import pytest
 
 from benchmarks import comparison
 from fedsecure.errors import ConfigurationError
-from fedsecure.protocols.base import AggregationSpec, make_aggregator
 
 
 @pytest.mark.parametrize("technique, rounds", [("plaintext", 1), ("secagg", 5),
