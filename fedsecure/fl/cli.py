@@ -58,6 +58,9 @@ FLAGS = (
      " (default 0.2)"),
     ("--adaptive-clip-share", "adaptive_clip_share", float, "DP: share of the noise budget"
      " spent on the private unclipped count (default 0.1)"),
+    ("--dp-sgd", "dp_sgd", float, "sample-level DP-SGD in local training with this noise"
+     " multiplier (Opacus; extra: dp-sgd)"),
+    ("--dp-sgd-clip", "dp_sgd_clip", float, "DP-SGD: per-example L2 gradient clip (default 1.0)"),
     # Byzantine robustness and attack simulation (docs/robust.md)
     ("--robust", "robust", str, "robust rule, e.g. median, trimmed-mean, krum, multi-krum,"
      " bulyan, norm-bound, centered-clipping, geometric-median (default: plain mean)"),

@@ -95,6 +95,10 @@ class TrainConfig:
     adaptive_clip: float | None = None
     adaptive_clip_lr: float = 0.2
     adaptive_clip_share: float = 0.1
+    # sample-level DP-SGD in local training (fedsecure/dp/dpsgd.py, extra: dp-sgd): noise
+    # multiplier and per-example L2 clip; the record-level epsilon is at `delta`
+    dp_sgd: float | None = None
+    dp_sgd_clip: float = 1.0
     # run
     seed: int = 0
     device: str = "auto"
@@ -187,6 +191,12 @@ class TrainConfig:
                 "adaptive_clip_lr", self.adaptive_clip_lr, "must be a number > 0")
         require(_is_number(self.adaptive_clip_share) and 0 < self.adaptive_clip_share < 1,
                 "adaptive_clip_share", self.adaptive_clip_share, "must be a fraction in (0, 1)")
+        require(self.dp_sgd is None or (_is_number(self.dp_sgd) and self.dp_sgd > 0), "dp_sgd",
+                self.dp_sgd, "must be a noise multiplier > 0, or unset")
+        require(_is_number(self.dp_sgd_clip) and self.dp_sgd_clip > 0, "dp_sgd_clip",
+                self.dp_sgd_clip, "must be a number > 0 (per-example L2 clip)")
+        require(self.dp_sgd is None or self.mu == 0, "mu", self.mu,
+                "must be 0 with DP-SGD (the proximal term would be clipped per example)")
         require(self.dp != "distributed" or self.protocol in DISTRIBUTED_DP_PROTOCOLS, "protocol",
                 self.protocol, f"distributed DP needs secure aggregation: one of"
                 f" {list(DISTRIBUTED_DP_PROTOCOLS)}")
@@ -205,7 +215,8 @@ class TrainConfig:
         values = dict(values)
         for name in ("test_fraction", "alpha", "fraction", "clip", "lr", "momentum", "mu",
                      "deadline_s", "epsilon", "delta", "clip_norm", "dp_survivors",
-                     "adaptive_clip", "adaptive_clip_lr", "adaptive_clip_share"):
+                     "adaptive_clip", "adaptive_clip_lr", "adaptive_clip_share", "dp_sgd",
+                     "dp_sgd_clip"):
             if _is_int(values.get(name)):
                 values[name] = float(values[name])
         return cls(**values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 
@@ -13,7 +14,7 @@ pytest.importorskip("dp_accounting", reason="dp-accounting is not installed (ext
 pytestmark = pytest.mark.train
 
 from fedsecure.cli import main  # noqa: E402
-from fedsecure.errors import ConfigurationError, PrivacyBudgetExceeded  # noqa: E402
+from fedsecure.errors import BackendUnavailable, ConfigurationError, PrivacyBudgetExceeded  # noqa: E402
 from fedsecure.fl.config import TrainConfig  # noqa: E402
 from fedsecure.fl.loop import resume, train  # noqa: E402
 
@@ -116,3 +117,11 @@ def test_cli_adaptive_clip_prints_the_clip_in_the_round_line(tmp_path, capsys):
     assert code == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("round")]
     assert "clip-norm 0.5 " in lines[0] + " " and "clip-norm" in lines[1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("opacus") is not None,
+                    reason="opacus is installed: tests/dp/test_dpsgd.py covers DP-SGD")
+def test_dp_sgd_without_opacus_fails_before_any_round(tmp_path):
+    with pytest.raises(BackendUnavailable, match="dp-sgd"):
+        train(_config(tmp_path, dp="central", protocol="plaintext", dp_sgd=1.0))
+    assert not (tmp_path / "run" / "metrics.json").exists()
