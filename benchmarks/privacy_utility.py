@@ -107,14 +107,16 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def paired_gaps(rows: list[dict]) -> list[dict]:
-    """distributed - central accuracy per epsilon over the seeds both ran: mean, standard
-    deviation and standard error of the per-seed difference (same data split and training)."""
-    accuracy = {(r["placement"], r["epsilon_target"], r["seed"]): r["accuracy"] for r in rows}
+    """distributed - central accuracy per epsilon over the seeds both ran (within a batch of
+    runs): mean, standard deviation and standard error of the per-seed difference (same data
+    split and training, fresh noise)."""
+    accuracy = {(r["placement"], r["epsilon_target"], r.get("batch", 0), r["seed"]): r["accuracy"]
+                for r in rows}
     out = []
     for e in sorted({r["epsilon_target"] for r in rows if r["epsilon_target"] is not None}):
-        diffs = [accuracy[("distributed", e, s)] - accuracy[("central", e, s)]
-                 for (p, ee, s) in accuracy if p == "central" and ee == e
-                 and ("distributed", e, s) in accuracy]
+        diffs = [accuracy[("distributed", e, b, s)] - accuracy[("central", e, b, s)]
+                 for (p, ee, b, s) in accuracy if p == "central" and ee == e
+                 and ("distributed", e, b, s) in accuracy]
         if len(diffs) > 1:
             sd = statistics.stdev(diffs)
             out.append({"epsilon": e, "pairs": len(diffs), "mean": statistics.mean(diffs),
@@ -125,7 +127,7 @@ def paired_gaps(rows: list[dict]) -> list[dict]:
 def table(summary: list[dict], gaps: list[dict], epsilons: list[float]) -> str:
     by = {(s["placement"], s["epsilon"]): s for s in summary}
     gap_at = {g["epsilon"]: g for g in gaps}
-    lines = ["| epsilon | seeds | central | distributed | distributed - central (paired)"
+    lines = ["| epsilon | pairs | central | distributed | distributed - central (paired)"
              " | 95% interval of the gap | local |", "|---|---|---|---|---|---|---|"]
     for e in epsilons:
         cells = [by.get((p, e)) for p in ("central", "distributed", "local")]
@@ -207,6 +209,9 @@ def main() -> None:
                         help="only measure the noise, into --out (keeping its runs)")
     parser.add_argument("--report", action="store_true",
                         help="only redo the tables and the plot from the runs in --out")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="with --report: also count the runs of these earlier outputs of"
+                        " this script (same settings; paired within each file)")
     args = parser.parse_args()
     if len(args.seeds) == 1:
         args.seeds = args.seeds * len(args.epsilons)
@@ -214,7 +219,10 @@ def main() -> None:
         parser.error("--seeds: give one count, or one per --epsilons entry")
     saved = json.loads(args.out.read_text()) if args.out.exists() else {}
     if args.report:
-        return report(saved["runs"], saved["noise"], args)
+        rows = list(saved["runs"])
+        for batch, path in enumerate(args.merge, start=1):
+            rows += [dict(r, batch=batch) for r in json.loads(path.read_text())["runs"]]
+        return report(rows, saved["noise"], args)
     noise = [noise_check(args, e) for e in args.epsilons]
     for row in noise:
         print(json.dumps(row), flush=True)
