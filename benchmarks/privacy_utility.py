@@ -1,20 +1,25 @@
 """Privacy-utility: test accuracy against epsilon for the three DP placements.
 
-    PYTHONPATH=. python benchmarks/privacy_utility.py            # the table in docs/dp.md
+    PYTHONPATH=. python benchmarks/privacy_utility.py --seeds 60 30 12 8   # docs/dp.md
 
 Trains the embedded digits dataset (1437 training images) over ``--clients`` clients (IID
 split, logistic model, every client every round) with ``fedsecure.fl.loop.train`` -- the same
 code path as ``fedsecure train --dp ...`` -- for each epsilon, placement and seed:
 
 * ``central``     -- plaintext aggregation, Gaussian noise on the sum at the server;
-* ``distributed`` -- SecAgg with discrete Gaussian shares inside the masked ring (noise sized
-  for all clients surviving: ``dp_survivors = 1``, i.e. SecAgg threshold n);
+* ``distributed`` -- secure aggregation (``--distributed-protocol``: SecAgg+ by default, or
+  SecAgg) with discrete Gaussian shares inside the masked ring (noise sized for all clients
+  surviving: ``dp_survivors = 1``, i.e. threshold n);
 * ``local``       -- plaintext aggregation of locally noised updates (contrast);
 * ``none``        -- no DP (one run per seed), the ceiling.
 
 First, for each epsilon, one round of central and of distributed DP over the same clipped
 inputs measures the noise each really adds to the sum (they should match). Then each row is
-the mean (and spread) of the final test accuracy over the seeds; results go to
+the mean (and spread) of the final test accuracy over the seeds -- ``--seeds`` gives one count
+per epsilon (more where the noise makes accuracy vary more) and runs are interleaved, so an
+interrupted run still covers every epsilon; central and distributed share each seed (same data
+split and training), so their gap is also reported paired, with its standard error. Local DP
+and no DP (contrast) run ``--contrast-seeds`` seeds. Results go to
 ``benchmarks/results/dp_privacy_utility.json`` and the plot to
 ``docs/dp_privacy_utility.png``.
 Noise comes from the OS CSPRNG, so reruns differ by the noise; the seeds fix data and training.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -38,14 +44,17 @@ from fedsecure.protocols.base import AggregationSpec
 from fedsecure.runtime.simulation import simulate_round
 
 ROOT = Path(__file__).resolve().parents[1]
-PROTOCOL = {"central": "plaintext", "local": "plaintext", "distributed": "secagg",
-            "none": "plaintext"}
+PLAINTEXT = {"central": "plaintext", "local": "plaintext", "none": "plaintext"}
+
+
+def protocol_of(placement: str, args) -> str:
+    return PLAINTEXT.get(placement, args.distributed_protocol)
 
 
 def run_one(placement: str, epsilon: float | None, seed: int, args, folder: Path) -> dict:
     config = TrainConfig(
         clients=args.clients, partition="iid", model="logistic", rounds=args.rounds,
-        local_epochs=2, lr=0.1, seed=seed, protocol=PROTOCOL[placement],
+        local_epochs=2, lr=0.1, seed=seed, protocol=protocol_of(placement, args),
         dp=None if placement == "none" else placement,
         epsilon=None if placement == "none" else epsilon, delta=args.delta,
         clip_norm=args.clip_norm, dp_survivors=1.0,
@@ -53,26 +62,38 @@ def run_one(placement: str, epsilon: float | None, seed: int, args, folder: Path
     began = time.perf_counter()
     result = loop.train(config)
     final = result.metrics[-1]
-    return {"placement": placement, "epsilon_target": epsilon, "seed": seed,
+    return {"placement": placement, "protocol": config.protocol, "epsilon_target": epsilon,
+            "seed": seed,
             "accuracy": final["accuracy"], "epsilon_spent": final["epsilon"],
             "noise_multiplier": final.get("noise_multiplier"),
             "seconds": time.perf_counter() - began}
 
 
 def noise_check(args, epsilon: float) -> dict:
-    """The noise one round actually adds to the sum, central vs distributed, at ``epsilon``:
-    the same clipped inputs through both, the error's standard deviation per coordinate."""
+    """The noise the sum actually carries, central vs distributed, at ``epsilon``: the same
+    clipped inputs through both for ``--noise-rounds`` rounds; the error's standard deviation
+    over all coordinates and rounds (relative standard error 1 / sqrt(2 * samples)) and its
+    excess kurtosis (0 for a Gaussian)."""
     spec = AggregationSpec(n_clients=args.clients, vector_length=650, min_clients=args.clients)
     z = calibrate_noise_multiplier(epsilon, args.delta, args.rounds)
     data = np.random.default_rng(0)  # update values only; noise comes from the CSPRNG
     inputs = {c: (l2_clip(data.normal(size=650), args.clip_norm), 1) for c in spec.client_ids}
     exact = sum(v for v, _ in inputs.values())
-    out = {"epsilon": epsilon, "noise_multiplier": z, "target_stddev": z * args.clip_norm}
-    for placement, protocol in (("central", "plaintext"), ("distributed", "secagg")):
-        aggregator = make_dp_aggregator(placement, spec, protocol=protocol,
-                                        clip_norm=args.clip_norm, noise_multiplier=z)
-        result = simulate_round(aggregator, inputs).result
-        out[f"{placement}_stddev"] = float(np.std(result.weighted_sum - exact))
+    out = {"epsilon": epsilon, "noise_multiplier": z, "target_stddev": z * args.clip_norm,
+           "rounds": args.noise_rounds, "samples": 650 * args.noise_rounds}
+    for placement in ("central", "distributed"):
+        protocol = protocol_of(placement, args)
+        errors = []
+        for _ in range(args.noise_rounds):
+            aggregator = make_dp_aggregator(placement, spec, protocol=protocol,
+                                            clip_norm=args.clip_norm, noise_multiplier=z)
+            errors.append(simulate_round(aggregator, inputs).result.weighted_sum - exact)
+        errors = np.concatenate(errors)
+        out[f"{placement}_stddev"] = float(np.std(errors))
+        out[f"{placement}_kurtosis"] = float(np.mean(errors**4) / np.var(errors) ** 2 - 3)
+        if placement == "distributed":  # what the mechanism plans: sqrt(n s) integer steps
+            out["distributed_planned_stddev"] = math.sqrt(
+                args.clients * aggregator.local_variance) * aggregator.granularity
     return out
 
 
@@ -85,30 +106,58 @@ def summarize(rows: list[dict]) -> list[dict]:
             for (p, e), a in groups.items()]
 
 
-def table(summary: list[dict], epsilons: list[float]) -> str:
+def paired_gaps(rows: list[dict]) -> list[dict]:
+    """distributed - central accuracy per epsilon over the seeds both ran (within a batch of
+    runs): mean, standard deviation and standard error of the per-seed difference (same data
+    split and training, fresh noise)."""
+    accuracy = {(r["placement"], r["epsilon_target"], r.get("batch", 0), r["seed"]): r["accuracy"]
+                for r in rows}
+    out = []
+    for e in sorted({r["epsilon_target"] for r in rows if r["epsilon_target"] is not None}):
+        diffs = [accuracy[("distributed", e, b, s)] - accuracy[("central", e, b, s)]
+                 for (p, ee, b, s) in accuracy if p == "central" and ee == e
+                 and ("distributed", e, b, s) in accuracy]
+        if len(diffs) > 1:
+            sd = statistics.stdev(diffs)
+            out.append({"epsilon": e, "pairs": len(diffs), "mean": statistics.mean(diffs),
+                        "stdev": sd, "stderr": sd / math.sqrt(len(diffs))})
+    return out
+
+
+def table(summary: list[dict], gaps: list[dict], epsilons: list[float]) -> str:
     by = {(s["placement"], s["epsilon"]): s for s in summary}
-    lines = ["| epsilon | central | distributed (SecAgg) | distributed - central | local |",
-             "|---|---|---|---|---|"]
+    gap_at = {g["epsilon"]: g for g in gaps}
+    lines = ["| epsilon | pairs | central | distributed | distributed - central (paired)"
+             " | 95% interval of the gap | local |", "|---|---|---|---|---|---|---|"]
     for e in epsilons:
         cells = [by.get((p, e)) for p in ("central", "distributed", "local")]
         text = [f"{100 * c['mean']:.1f} ± {100 * c['spread']:.1f}" if c else "—" for c in cells]
-        gap = (f"{100 * (cells[1]['mean'] - cells[0]['mean']):+.1f} pp"
-               if cells[0] and cells[1] else "—")
-        lines.append(f"| {e:g} | {text[0]} | {text[1]} | {gap} | {text[2]} |")
+        g = gap_at.get(e)
+        gap = f"{100 * g['mean']:+.2f} ± {100 * g['stderr']:.2f} pp" if g else "—"
+        interval = (f"[{100 * (g['mean'] - 1.96 * g['stderr']):+.2f}, "
+                    f"{100 * (g['mean'] + 1.96 * g['stderr']):+.2f}]" if g else "—")
+        seeds = g["pairs"] if g else (cells[0]["runs"] if cells[0] else 0)
+        lines.append(f"| {e:g} | {seeds} | {text[0]} | {text[1]} | {gap} | {interval} |"
+                     f" {text[2]} |")
     if ("none", None) in by:
         s = by[("none", None)]
-        lines.append(f"| no DP | {100 * s['mean']:.1f} ± {100 * s['spread']:.1f} | | | |")
+        lines.append(f"| no DP | {s['runs']} | {100 * s['mean']:.1f} ± {100 * s['spread']:.1f}"
+                     " | | | | |")
     return "\n".join(lines)
 
 
 def noise_table(noise: list[dict]) -> str:
-    lines = ["| epsilon | z | target sigma of the sum | central, measured | distributed, measured |"
-             " ratio |", "|---|---|---|---|---|---|"]
+    lines = ["| epsilon | z | target sigma of the sum (zC) | distributed, planned |"
+             " central, measured | distributed, measured | ratio ± s.e. |"
+             " excess kurtosis central / distributed |", "|---|---|---|---|---|---|---|---|"]
     for row in noise:
+        ratio = row["distributed_stddev"] / row["central_stddev"]
+        stderr = ratio * math.sqrt(2 / (2 * row["samples"]))  # two independent estimates
         lines.append(f"| {row['epsilon']:g} | {row['noise_multiplier']:.3f} |"
-                     f" {row['target_stddev']:.4f} | {row['central_stddev']:.4f} |"
-                     f" {row['distributed_stddev']:.4f} |"
-                     f" {row['distributed_stddev'] / row['central_stddev']:.4f} |")
+                     f" {row['target_stddev']:.4f} | {row['distributed_planned_stddev']:.4f} |"
+                     f" {row['central_stddev']:.4f} | {row['distributed_stddev']:.4f} |"
+                     f" {ratio:.4f} ± {stderr:.4f} | {row['central_kurtosis']:+.3f} /"
+                     f" {row['distributed_kurtosis']:+.3f} |")
     return "\n".join(lines)
 
 
@@ -141,7 +190,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epsilons", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
     parser.add_argument("--placements", nargs="+", default=["central", "distributed", "local"])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[3],
+                        help="seeds per epsilon (one count, or one per --epsilons entry)")
+    parser.add_argument("--contrast-seeds", type=int, default=6,
+                        help="seeds for local DP and for no DP")
+    parser.add_argument("--distributed-protocol", choices=("secaggplus", "secagg"),
+                        default="secaggplus")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--clip-norm", type=float, default=0.3)
@@ -149,23 +203,57 @@ def main() -> None:
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks/results/dp_privacy_utility.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs/dp_privacy_utility.png")
+    parser.add_argument("--noise-rounds", type=int, default=20,
+                        help="rounds of the noise measurement per epsilon and placement")
+    parser.add_argument("--noise-only", action="store_true",
+                        help="only measure the noise, into --out (keeping its runs)")
+    parser.add_argument("--report", action="store_true",
+                        help="only redo the tables and the plot from the runs in --out")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="with --report: also count the runs of these earlier outputs of"
+                        " this script (same settings; paired within each file)")
     args = parser.parse_args()
+    if len(args.seeds) == 1:
+        args.seeds = args.seeds * len(args.epsilons)
+    if len(args.seeds) != len(args.epsilons):
+        parser.error("--seeds: give one count, or one per --epsilons entry")
+    saved = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.report:
+        rows = list(saved["runs"])
+        for batch, path in enumerate(args.merge, start=1):
+            rows += [dict(r, batch=batch) for r in json.loads(path.read_text())["runs"]]
+        return report(rows, saved["noise"], args)
     noise = [noise_check(args, e) for e in args.epsilons]
     for row in noise:
         print(json.dumps(row), flush=True)
+    if args.noise_only:
+        write(args, noise, saved.get("runs", []))
+        print(noise_table(noise))
+        return
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        jobs = [("none", None, s) for s in range(args.seeds)] + [
-            (p, e, s) for e in args.epsilons for p in args.placements for s in range(args.seeds)]
+        jobs = [("none", None, s) for s in range(args.contrast_seeds)]
+        for seed in range(max(args.seeds)):  # interleaved: every epsilon advances together
+            for e, count in zip(args.epsilons, args.seeds):
+                jobs += [(p, e, seed) for p in args.placements
+                         if seed < (args.contrast_seeds if p == "local" else count)]
         for placement, epsilon, seed in jobs:
             rows.append(run_one(placement, epsilon, seed, args, Path(tmp)))
             print(json.dumps(rows[-1]), flush=True)
-            summary = summarize(rows)
-            args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
-                                            "noise": noise, "runs": rows,
-                                            "summary": summary}, indent=2) + "\n")
+            write(args, noise, rows)
+    report(rows, noise, args)
+
+
+def write(args, noise: list[dict], rows: list[dict]) -> None:
+    args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
+                                    "noise": noise, "runs": rows, "summary": summarize(rows),
+                                    "paired_gaps": paired_gaps(rows)}, indent=2) + "\n")
+
+
+def report(rows: list[dict], noise: list[dict], args) -> None:
+    summary = summarize(rows)
     plot(summary, args.plot)
-    print(table(summary, args.epsilons))
+    print(table(summary, paired_gaps(rows), args.epsilons))
     print(noise_table(noise))
 
 

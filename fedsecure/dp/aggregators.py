@@ -40,6 +40,18 @@ is B, so the inner quantizer clamps that rare excess and the inner :class:`Fixed
 the ring for n (B + 1) -- the check SecAgg already performs, which refuses any ring that could
 wrap.  The clamp event (probability <= beta) is outside the guarantee: the accounted delta
 grows by at most (1 + e^epsilon) beta per round.
+
+Adaptive clipping (Andrew, Thakkar, McMahan and Ramaswamy, NeurIPS 2021), ``count_share`` = f:
+each client also reports whether its update was within C = ``clip_norm``, as one more
+coordinate of the vector the placement noises: u = (clip_C(x), beta (b - 1/2)) with b =
+[||x|| <= C] and beta = 2 C sqrt(f / (1 - f)), so ||u|| <= C' = C / sqrt(1 - f).  The placement
+runs on u with sensitivity C' and the same noise multiplier z, so the round -- update sum and
+count together -- is exactly the Gaussian (or distributed discrete Gaussian) release already
+accounted, with nothing added to epsilon; the update sum gets noise z C' = z C / sqrt(1 - f)
+(Andrew et al.'s z_Delta = (z^-2 - (2 sigma_b)^-2)^-1/2) and the count, decoded as
+sum / beta + n / 2, noise sigma_b = z / (2 sqrt f) (a fraction f of the 1/z^2 "budget").  The
+count travels inside the inner protocol like every other coordinate, so under SecAgg nobody sees
+a single client's bit; :class:`~fedsecure.dp.clipping.AdaptiveClip` moves C with it.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import dataclasses
 import math
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -73,6 +86,14 @@ PLACEMENTS = ("local", "central", "distributed")
 TAIL_PROBABILITY = 1e-12
 MAX_RESOLUTION = 64.0
 EXACT_INTEGER_BOUND = 2**21  # SecAgg's quantizer keeps integers below this unchanged
+
+
+@dataclass(frozen=True)
+class DPAggregateResult(AggregateResult):
+    """A DP round's result; under adaptive clipping also the noisy number of survivors whose
+    update was within the clipping norm (``None`` under fixed clipping)."""
+
+    unclipped_count: float | None = None
 
 
 class _Delegating:
@@ -158,13 +179,23 @@ class DPAggregator(Aggregator):
 
     def __init__(self, spec: AggregationSpec, *, protocol: str = "secagg",
                  protocol_options: Mapping | None = None, clip_norm: float = 1.0,
-                 noise_multiplier: float, rng: RandomSource = DEFAULT_RNG):
+                 noise_multiplier: float, count_share: float | None = None,
+                 rng: RandomSource = DEFAULT_RNG):
         super().__init__(spec, rng=rng)
         require(math.isfinite(clip_norm) and clip_norm > 0, "clip_norm", clip_norm,
                 "must be a finite number > 0")
         require(math.isfinite(noise_multiplier) and noise_multiplier > 0, "noise_multiplier",
                 noise_multiplier, "must be a finite number > 0")
-        self.clip_norm, self.noise_multiplier = float(clip_norm), float(noise_multiplier)
+        require(count_share is None or 0 < count_share < 1, "count_share", count_share,
+                "must be in (0, 1) (adaptive clipping), or None (fixed clipping)")
+        self.update_clip, self.noise_multiplier = float(clip_norm), float(noise_multiplier)
+        self.count_share = count_share
+        if count_share is None:  # the placement's sensitivity and vector: the update alone
+            self.clip_norm, self.mechanism_length = self.update_clip, spec.vector_length
+        else:  # ... or the update and the scaled count bit (module docstring)
+            self.clip_norm = self.update_clip / math.sqrt(1 - count_share)
+            self.count_scale = 2 * self.update_clip * math.sqrt(count_share / (1 - count_share))
+            self.mechanism_length = spec.vector_length + 1
         self.protocol = protocol
         self._configure()
         inner_spec = dataclasses.replace(self._inner_spec(), session=self.session)
@@ -175,7 +206,8 @@ class DPAggregator(Aggregator):
         """Derive the placement's parameters (before the inner aggregator is built)."""
 
     def _inner_spec(self) -> AggregationSpec:
-        return dataclasses.replace(self.spec, max_weight=1, clip=self.clip_norm)
+        return dataclasses.replace(self.spec, vector_length=self.mechanism_length, max_weight=1,
+                                   clip=self.clip_norm)
 
     def _inner_options(self, options: dict) -> dict:
         return options
@@ -184,11 +216,28 @@ class DPAggregator(Aggregator):
         self.check_client_id(client_id)
         rng = rng or self.rng
         return _ClientWrapper(self.inner.client(client_id, rng=rng), self.spec.vector_length,
-                              lambda x: self._encode(x, rng))
+                              lambda x: self._encode(self._with_count(x), rng))
 
     def server(self, *, rng: RandomSource | None = None) -> ServerParty:
         rng = rng or self.rng
-        return _ServerWrapper(self.inner.server(rng=rng), lambda r: self._decode(r, rng))
+        return _ServerWrapper(self.inner.server(rng=rng),
+                              lambda r: self._release(self._decode(r, rng)))
+
+    def _with_count(self, x: np.ndarray) -> np.ndarray:
+        """Adaptive clipping: the clipped update and the client's scaled, centred count bit."""
+        if self.count_share is None:
+            return x
+        bit = float(np.linalg.norm(x) <= self.update_clip)
+        return np.append(l2_clip(x, self.update_clip), self.count_scale * (bit - 0.5))
+
+    def _release(self, result: AggregateResult) -> DPAggregateResult:
+        """The decoded result, with the noisy count split off under adaptive clipping."""
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(AggregateResult)}
+        if self.count_share is None:
+            return DPAggregateResult(**fields)
+        total = result.weighted_sum
+        count = float(total[-1]) / self.count_scale + len(result.survivors) / 2
+        return DPAggregateResult(**{**fields, "weighted_sum": total[:-1]}, unclipped_count=count)
 
     def _encode(self, x: np.ndarray, rng: RandomSource) -> np.ndarray:
         return l2_clip(x, self.clip_norm)
@@ -220,7 +269,7 @@ class LocalDPAggregator(DPAggregator):
         self.stddev = self.noise_multiplier * 2 * self.clip_norm
 
     def _inner_spec(self) -> AggregationSpec:
-        return dataclasses.replace(self.spec, max_weight=1,
+        return dataclasses.replace(self.spec, vector_length=self.mechanism_length, max_weight=1,
                                    clip=self.clip_norm + 10 * self.stddev)
 
     def _encode(self, x, rng):
@@ -263,7 +312,7 @@ class DistributedDPAggregator(DPAggregator):
         return min(MAX_RESOLUTION, 0.99 * fits)
 
     def _configure(self) -> None:
-        n, d = self.spec.n_clients, self.spec.vector_length
+        n, d = self.spec.n_clients, self.mechanism_length
         self.padded = padded_length(d)
         self.rotation = HadamardRotation(d, rotation_seed(self.session, self.spec.round))
         if self.resolution is None:
@@ -323,7 +372,9 @@ def make_dp_aggregator(placement: str, spec: AggregationSpec, **options) -> DPAg
     """The DP aggregator of ``placement`` (local, central, distributed) over ``spec``.
 
     ``options``: ``protocol`` (inner protocol name), ``protocol_options``, ``clip_norm``,
-    ``noise_multiplier``, ``rng``; distributed also ``resolution`` and ``rounding_beta``.
+    ``noise_multiplier``, ``count_share`` (adaptive clipping: the share f of the noise budget
+    spent on the unclipped count; None: fixed clipping), ``rng``; distributed also
+    ``resolution`` and ``rounding_beta``.
     """
     require(placement in PLACEMENTS, "dp", placement, f"must be one of {PLACEMENTS}")
     return _CLASSES[placement](spec, **options)

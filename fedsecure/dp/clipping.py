@@ -7,12 +7,12 @@ then lowered ulp by ulp until the computed norm is <= C, so the bound holds exac
 norm as computed.
 
 Adaptive clipping (Andrew, Thakkar, McMahan and Ramaswamy, "Differentially Private Learning
-with Adaptive Clipping", NeurIPS 2021, Algorithm 1): each round every client also reports the
-bit b = [||x|| <= C]; the server learns the noisy count sum(b) + N(0, sigma_b^2) -- one more
-coordinate of the securely aggregated vector, so it is computable under secure aggregation --
-and moves C geometrically towards the target quantile gamma:
-C <- C * exp(-eta (b_bar - gamma)) with b_bar the noisy fraction.  The bit has sensitivity 1,
-so its noise is accounted like any other Gaussian release (:mod:`fedsecure.dp.accounting`).
+with Adaptive Clipping", NeurIPS 2021, Algorithm 1 with the geometric update): each round every
+client also reports the bit b = [||x|| <= C]; the server learns only the noisy count
+sum(b) + N(0, sigma_b^2) -- one more coordinate of the securely aggregated, noised vector
+(:mod:`fedsecure.dp.aggregators`, ``count_share``), accounted with the update in the same
+release -- and :class:`AdaptiveClip` moves C geometrically towards the target quantile gamma:
+C <- C * exp(-eta (b_bar - gamma)), b_bar the noisy fraction clamped to [0, 1].
 """
 
 from __future__ import annotations
@@ -55,10 +55,6 @@ class AdaptiveClip:
         require(0 < self.quantile < 1, "quantile", self.quantile, "must be in (0, 1)")
         require(math.isfinite(self.learning_rate) and self.learning_rate > 0, "learning_rate",
                 self.learning_rate, "must be a finite number > 0")
-
-    def indicator(self, x: np.ndarray) -> float:
-        """The bit a client adds to the aggregate: 1.0 if ||x|| <= C, else 0.0."""
-        return float(np.linalg.norm(x) <= self.clip_norm)
 
     def update(self, noisy_count: float, n_clients: int) -> float:
         """Move C after a round whose (noised) sum of indicators was ``noisy_count``."""

@@ -50,7 +50,17 @@ FLAGS = (
     ("--dp", "dp", str, "differential privacy: local, central or distributed (docs/dp.md)"),
     ("--epsilon", "epsilon", float, "DP target epsilon over all rounds (with --dp)"),
     ("--delta", "delta", float, "DP target delta (default 1e-5)"),
-    ("--clip-norm", "clip_norm", float, "DP: L2 clip of each client's delta (default 1.0)"),
+    ("--clip-norm", "clip_norm", float, "DP: L2 clip of each client's delta (default 1.0; the"
+     " initial clip with --adaptive-clip)"),
+    ("--adaptive-clip", "adaptive_clip", float, "DP: adapt the clip to this quantile of the"
+     " update norms, estimated privately (Andrew et al. 2021; e.g. 0.5)"),
+    ("--adaptive-clip-lr", "adaptive_clip_lr", float, "DP: learning rate of the adaptive clip"
+     " (default 0.2)"),
+    ("--adaptive-clip-share", "adaptive_clip_share", float, "DP: share of the noise budget"
+     " spent on the private unclipped count (default 0.1)"),
+    ("--dp-sgd", "dp_sgd", float, "sample-level DP-SGD in local training with this noise"
+     " multiplier (Opacus; extra: dp-sgd)"),
+    ("--dp-sgd-clip", "dp_sgd_clip", float, "DP-SGD: per-example L2 gradient clip (default 1.0)"),
     # Byzantine robustness and attack simulation (docs/robust.md)
     ("--robust", "robust", str, "robust rule, e.g. median, trimmed-mean, krum, multi-krum,"
      " bulyan, norm-bound, centered-clipping, geometric-median (default: plain mean)"),

@@ -5,7 +5,9 @@ momentum; with ``mu > 0`` the FedProx proximal term ``mu/2 * ||w - w_global||^2`
 the loss) and returns ``new - global`` as one float64 vector (see :mod:`fedsecure.fl.model`)
 with its sample count, the weight it aggregates with.  Batches are shuffled by a
 ``torch.Generator`` seeded from ``seed`` and nothing reads torch's global RNG, so training on
-the CPU is deterministic given the seed.
+the CPU is deterministic given the seed.  With ``dp_sgd`` (a :class:`fedsecure.dp.dpsgd.DPSGD`)
+each step uses the noisy mean of per-example clipped gradients instead (sample-level DP-SGD;
+the noise then comes from its CSPRNG, so such a run is not reproducible bit for bit).
 """
 
 from __future__ import annotations
@@ -61,14 +63,19 @@ class LocalUpdate:
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batch_size: int,
-        lr: float, momentum: float = 0.0, mu: float = 0.0, seed: int = 0) -> float:
+        lr: float, momentum: float = 0.0, mu: float = 0.0, seed: int = 0,
+        dp_sgd=None) -> float:
     """Train ``model`` in place; returns the mean loss of the last epoch.
 
-    With ``mu > 0`` the proximal term anchors the parameters to their values on entry.
+    With ``mu > 0`` the proximal term anchors the parameters to their values on entry; with
+    ``dp_sgd`` every step is a DP-SGD step (FedProx's term is then refused: it would be
+    clipped per example).
     """
+    require(dp_sgd is None or mu == 0, "mu", mu, "must be 0 with DP-SGD")
     generator = torch_generator(seed)
     anchor = [p.detach().clone() for p in model.parameters()] if mu > 0 else None
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    forward = model if dp_sgd is None else dp_sgd.per_example(model)
     model.train()
     n = len(y)
     epoch_loss = float("nan")
@@ -77,12 +84,19 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
         total = 0.0
         for start in range(0, n, batch_size):
             batch = order[start:start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            if dp_sgd is not None:
+                loss = nn.functional.cross_entropy(forward(x[batch]), y[batch], reduction="sum")
+                total += loss.item()
+                dp_sgd.backward(loss)
+                dp_sgd.privatize(forward, len(batch))
+                optimizer.step()
+                continue
             loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
             total += loss.item() * len(batch)
             if anchor is not None:
                 loss = loss + 0.5 * mu * sum(
                     (p - a).pow(2).sum() for p, a in zip(model.parameters(), anchor, strict=True))
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         epoch_loss = total / n
@@ -91,7 +105,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, batc
 
 def train_local(global_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int,
                 batch_size: int, lr: float, momentum: float = 0.0, mu: float = 0.0,
-                seed: int = 0) -> LocalUpdate:
+                seed: int = 0, dp_sgd=None) -> LocalUpdate:
     """Train a copy of ``global_model`` on (x, y); return the float64 delta and sample count.
 
     ``x`` and ``y`` must be on the model's device; the global model is not modified.
@@ -99,6 +113,6 @@ def train_local(global_model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
     require(len(y) >= 1, "client data", len(y), "a client needs at least one sample")
     model = copy.deepcopy(global_model)
     loss = fit(model, x, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-               mu=mu, seed=seed)
+               mu=mu, seed=seed, dp_sgd=dp_sgd)
     delta = model_to_vector(model) - model_to_vector(global_model)
     return LocalUpdate(delta=delta, n_samples=len(y), train_loss=loss)

@@ -83,12 +83,22 @@ class TrainConfig:
     malicious: float = 0.0  # fraction of the clients that are malicious
     # differential privacy (docs/dp.md): placement, target (epsilon, delta) over all rounds,
     # L2 clip of each delta; dp_survivors: the fraction of a round's clients the distributed
-    # noise is sized for (unset: the protocol's threshold, a strict majority)
+    # noise is sized for (unset: the protocol's threshold, a strict majority); adaptive_clip:
+    # the target quantile of the update norms that clip_norm (then the initial clip) tracks,
+    # with learning rate adaptive_clip_lr and a share adaptive_clip_share of the noise budget
+    # spent on the private count (Andrew et al. 2021)
     dp: str | None = None
     epsilon: float | None = None
     delta: float = 1e-5
     clip_norm: float = 1.0
     dp_survivors: float | None = None
+    adaptive_clip: float | None = None
+    adaptive_clip_lr: float = 0.2
+    adaptive_clip_share: float = 0.1
+    # sample-level DP-SGD in local training (fedsecure/dp/dpsgd.py, extra: dp-sgd): noise
+    # multiplier and per-example L2 clip; the record-level epsilon is at `delta`
+    dp_sgd: float | None = None
+    dp_sgd_clip: float = 1.0
     # run
     seed: int = 0
     device: str = "auto"
@@ -171,6 +181,22 @@ class TrainConfig:
         require(self.dp_survivors is None or (_is_number(self.dp_survivors)
                                               and 0 < self.dp_survivors <= 1),
                 "dp_survivors", self.dp_survivors, "must be a fraction in (0, 1], or unset")
+        require(self.adaptive_clip is None or (_is_number(self.adaptive_clip)
+                                               and 0 < self.adaptive_clip < 1),
+                "adaptive_clip", self.adaptive_clip,
+                "must be the target quantile of the update norms, in (0, 1), or unset")
+        require(self.adaptive_clip is None or self.dp is not None, "adaptive_clip",
+                self.adaptive_clip, "is part of DP training: give --dp and --epsilon too")
+        require(_is_number(self.adaptive_clip_lr) and self.adaptive_clip_lr > 0,
+                "adaptive_clip_lr", self.adaptive_clip_lr, "must be a number > 0")
+        require(_is_number(self.adaptive_clip_share) and 0 < self.adaptive_clip_share < 1,
+                "adaptive_clip_share", self.adaptive_clip_share, "must be a fraction in (0, 1)")
+        require(self.dp_sgd is None or (_is_number(self.dp_sgd) and self.dp_sgd > 0), "dp_sgd",
+                self.dp_sgd, "must be a noise multiplier > 0, or unset")
+        require(_is_number(self.dp_sgd_clip) and self.dp_sgd_clip > 0, "dp_sgd_clip",
+                self.dp_sgd_clip, "must be a number > 0 (per-example L2 clip)")
+        require(self.dp_sgd is None or self.mu == 0, "mu", self.mu,
+                "must be 0 with DP-SGD (the proximal term would be clipped per example)")
         require(self.dp != "distributed" or self.protocol in DISTRIBUTED_DP_PROTOCOLS, "protocol",
                 self.protocol, f"distributed DP needs secure aggregation: one of"
                 f" {list(DISTRIBUTED_DP_PROTOCOLS)}")
@@ -188,7 +214,9 @@ class TrainConfig:
                     f"unknown option in {source}; known options: {sorted(known)}")
         values = dict(values)
         for name in ("test_fraction", "alpha", "fraction", "clip", "lr", "momentum", "mu",
-                     "deadline_s", "epsilon", "delta", "clip_norm", "dp_survivors"):
+                     "deadline_s", "epsilon", "delta", "clip_norm", "dp_survivors",
+                     "adaptive_clip", "adaptive_clip_lr", "adaptive_clip_share", "dp_sgd",
+                     "dp_sgd_clip"):
             if _is_int(values.get(name)):
                 values[name] = float(values[name])
         return cls(**values)

@@ -18,6 +18,14 @@ budget from the saved rows, with the noise multiplier the run was calibrated wit
 finished run with ``--resume --rounds`` therefore stops at the first round beyond the budget).
 Client sampling is seeded (reproducible, hence not secret), so no amplification by sampling is
 claimed.
+
+Adaptive clipping (``adaptive_clip`` = target quantile): each round's aggregator clips to the
+current :class:`~fedsecure.dp.AdaptiveClip` norm and carries the clients' unclipped count as
+one more noised coordinate (``count_share`` of :func:`~fedsecure.dp.make_dp_aggregator`) --
+inside the same accounted release, so the calibration and the per-round epsilon are those of
+fixed clipping; after the round the noisy count moves the norm.  Each row records the clip it
+used (``clip_norm``) and the noisy count (``unclipped_count``), from which a resumed run
+replays the norm.
 """
 
 from __future__ import annotations
@@ -25,7 +33,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from fedsecure.dp import DPAggregator, PrivacyBudget, calibrate_noise_multiplier, make_dp_aggregator
+from fedsecure.dp import (
+    AdaptiveClip,
+    DPAggregator,
+    PrivacyBudget,
+    calibrate_noise_multiplier,
+    make_dp_aggregator,
+)
 from fedsecure.fl.server import secure_aggregate
 from fedsecure.protocols.base import AggregationSpec
 
@@ -39,6 +53,8 @@ class DPRounds:
         self._run_round = run_round
         self.n = cfg.clients_per_round
         self.d = sum(p.numel() for p in fed.model.parameters())
+        self.adaptive = None if cfg.adaptive_clip is None else AdaptiveClip(
+            cfg.clip_norm, quantile=cfg.adaptive_clip, learning_rate=cfg.adaptive_clip_lr)
         if metrics:  # resumed: keep the noise the run was calibrated with
             self.noise_multiplier = float(metrics[0]["noise_multiplier"])
         else:
@@ -50,6 +66,13 @@ class DPRounds:
         for row in metrics:
             if row["aborted"] is None or cfg.dp == "local":
                 self.budget.spend(plan.privacy_event(len(row["survivors"]) or self.n))
+            if self.adaptive is not None and row.get("unclipped_count") is not None:
+                self.adaptive.update(row["unclipped_count"], len(row["survivors"]))
+
+    @property
+    def clip_norm(self) -> float:
+        """The L2 clip of this round's updates (fixed, or the adaptive clip's current norm)."""
+        return self.fed.config.clip_norm if self.adaptive is None else self.adaptive.clip_norm
 
     @property
     def min_survivors(self) -> int | None:
@@ -69,8 +92,10 @@ class DPRounds:
                noise_multiplier: float | None = None, **options) -> DPAggregator:
         cfg = self.fed.config
         z = self.noise_multiplier if noise_multiplier is None else noise_multiplier
+        share = None if self.adaptive is None else cfg.adaptive_clip_share
         return make_dp_aggregator(cfg.dp, spec, protocol=protocol, protocol_options=options,
-                                  clip_norm=cfg.clip_norm, noise_multiplier=z)
+                                  clip_norm=self.clip_norm, noise_multiplier=z,
+                                  count_share=share)
 
     def aggregate(self, protocol, spec, inputs, **kwargs):
         """An ``AggregateFn``: the round through the DP wrapper, every client with weight 1."""
@@ -88,12 +113,19 @@ class DPRounds:
 
     def play(self, fed, round_index: int) -> dict:
         self.budget.check(self._plan().planned_event)
+        clip_norm = self.clip_norm
         row = self._run_round(fed, round_index, aggregate=self.aggregate)
         aggregator, report = self._last
+        count = None
         if report.result is not None:
             self.budget.spend(aggregator.privacy_event(len(report.result.survivors)))
+            count = report.result.unclipped_count
         elif fed.config.dp == "local":
             self.budget.spend(aggregator.planned_event)
+        if count is not None:
+            self.adaptive.update(count, len(report.result.survivors))
         row["epsilon"] = self.budget.spent
         row["noise_multiplier"] = self.noise_multiplier
+        row["clip_norm"] = clip_norm
+        row["unclipped_count"] = count
         return row

@@ -78,6 +78,8 @@ def prepare(config: TrainConfig) -> Federation:
         n_clients=config.clients_per_round, vector_length=len(model_to_vector(model)),
         max_weight=max(len(p) for p in parts), clip=config.clip,
         allow_small_cohort=config.allow_small_cohort), **options)
+    if config.dp_sgd is not None:
+        import fedsecure.dp.dpsgd  # noqa: F401  -- BackendUnavailable (extra: dp-sgd) up front
     x = torch.from_numpy(dataset.x_train).to(device)
     y = torch.from_numpy(dataset.y_train).to(device)
     return Federation(

@@ -90,9 +90,15 @@ def local_update(fed: Federation, round_index: int, client: int) -> LocalUpdate:
     """Client ``client``'s training of round ``round_index``, from the current global model."""
     cfg = fed.config
     x, y = fed.client_data[client]
+    dp_sgd = None
+    if cfg.dp_sgd is not None:  # sample-level DP-SGD (extra: dp-sgd, checked by prepare)
+        from fedsecure.dp.dpsgd import DPSGD
+
+        dp_sgd = DPSGD(cfg.dp_sgd, cfg.dp_sgd_clip)
     return train_local(fed.model, x, y, epochs=cfg.local_epochs, batch_size=cfg.batch_size,
                        lr=cfg.lr, momentum=cfg.momentum, mu=cfg.mu,
-                       seed=derived_seed(cfg.seed, round_index, PURPOSE_TRAIN, client))
+                       seed=derived_seed(cfg.seed, round_index, PURPOSE_TRAIN, client),
+                       dp_sgd=dp_sgd)
 
 
 def run_round(fed: Federation, round_index: int, *,
@@ -159,6 +165,7 @@ def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
         "clipped_fraction": outcome.clipped_fraction,
         "quantization_error": outcome.quantization_error,
         "epsilon": None,
+        "record_epsilon": record_epsilon(fed.config, round_index),
         "seconds_train": seconds_train,
         "seconds_aggregate": seconds_aggregate,
         "seconds_eval": time.perf_counter() - began,
@@ -166,6 +173,16 @@ def finish_round(fed: Federation, round_index: int, *, sampled: list[int],
         "robust": outcome.robust,
         **robust_round.round_metrics(fed, sampled, seed=attack_seed(fed.config)),
     }
+
+
+def record_epsilon(config: TrainConfig, round_index: int) -> float | None:
+    """Under DP-SGD, the record-level epsilon (at ``config.delta``) of a client that took part
+    in every round so far -- an upper bound for the others (:mod:`fedsecure.dp.dpsgd`)."""
+    if config.dp_sgd is None:
+        return None
+    from fedsecure.dp.dpsgd import record_epsilon as epsilon_after
+
+    return epsilon_after(config.dp_sgd, config.local_epochs * round_index, config.delta)
 
 
 def client_numbers(indices) -> list[int]:

@@ -18,11 +18,17 @@ def _clients(label: str, numbers: Sequence[int]) -> str:
 
 def format_round(row: dict, rounds: int) -> str:
     """One progress line: round, accuracy, loss, clients, bytes, seconds per phase, epsilon
-    spent under DP, and a robust rule's verdicts."""
+    spent under DP (record-level under DP-SGD; the L2 clip used, under adaptive clipping), and a
+    robust rule's
+    verdicts."""
     phases = " ".join(f"{name} {seconds:.2f}s" for name, seconds in row["phase_seconds"].items()
                       if seconds >= 0.005)
     status = f"  ABORTED: {row['aborted']}" if row["aborted"] else ""
     privacy = "" if row.get("epsilon") is None else f"  epsilon {row['epsilon']:.3f}"
+    if row.get("record_epsilon") is not None:
+        privacy += f"  record-epsilon {row['record_epsilon']:.3f}"
+    if row.get("unclipped_count") is not None:
+        privacy += f"  clip-norm {row['clip_norm']:.4g}"
     return (f"round {row['round']:>3}/{rounds}  acc {100 * row['accuracy']:6.2f}%"
             f"  loss {row['loss']:.4f}"
             f"  clients {len(row['survivors'])}/{len(row['sampled'])}"

@@ -194,7 +194,8 @@ def plot_metrics(path: Path, rows: Sequence[dict]) -> None:
     accuracy, loss = figure.subplots(1, 2)
     accuracy.plot(rounds, [100 * row["accuracy"] for row in rows], marker="o")
     accuracy.set(xlabel="round", ylabel="test accuracy (%)", title="accuracy")
-    _plot_epsilon(accuracy, rounds, [row.get("epsilon") for row in rows])
+    _plot_epsilon(accuracy, rounds, [row.get("epsilon") for row in rows],
+                  [row.get("record_epsilon") for row in rows])
     loss.plot(rounds, [row["loss"] for row in rows], marker="o", color="tab:red")
     loss.set(xlabel="round", ylabel="test loss", title="loss")
     for axes in (accuracy, loss):
@@ -202,11 +203,16 @@ def plot_metrics(path: Path, rows: Sequence[dict]) -> None:
     _replace_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
 
 
-def _plot_epsilon(axes, rounds: list[int], epsilons: list) -> None:
-    """Under DP training, the cumulative epsilon on a second y axis of ``axes``."""
-    if all(e is None for e in epsilons):
+def _plot_epsilon(axes, rounds: list[int], epsilons: list, record: list) -> None:
+    """Under DP training, the cumulative epsilon (user-level; record-level under DP-SGD) on a
+    second y axis of ``axes``."""
+    if all(e is None for e in epsilons + record):
         return
     privacy = axes.twinx()
-    privacy.plot(rounds, epsilons, marker=".", color="tab:green", label="epsilon")
+    if any(e is not None for e in epsilons):
+        privacy.plot(rounds, epsilons, marker=".", color="tab:green", label="user-level epsilon")
+    if any(e is not None for e in record):
+        privacy.plot(rounds, record, marker="x", color="tab:olive", label="record-level epsilon")
     privacy.set_ylabel("epsilon spent", color="tab:green")
+    privacy.legend(loc="lower right", fontsize="small")
     axes.set_title("accuracy and privacy spent")

@@ -42,7 +42,6 @@ def test_l2_clip_refuses_a_bad_norm():
 
 def test_adaptive_clip_moves_towards_the_target_quantile():
     clip = AdaptiveClip(clip_norm=1.0, quantile=0.5, learning_rate=0.2)
-    assert clip.indicator(np.array([0.6, 0.0])) == 1.0 and clip.indicator(np.array([2.0])) == 0.0
     assert clip.update(noisy_count=9.0, n_clients=10) < 1.0  # most unclipped: shrink
     before = clip.clip_norm
     assert clip.update(noisy_count=0.0, n_clients=10) == pytest.approx(before * math.exp(0.1))
