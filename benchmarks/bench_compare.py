@@ -6,7 +6,7 @@
 ``test_round_cost[technique-n-d-drop]`` runs simulated rounds of each technique of
 ``comparison.TECHNIQUES`` on the grid's cases (an n-sweep and a d-sweep, each at every dropout
 rate; ``comparison.GRIDS``; the Flower peer at the grid's ``peer_points``) -- one round, or
-three to five for cheap cases (``comparison.measure_case``; the benchmark's time is all of
+two to five for cheaper cases (``comparison.measure_case``; the benchmark's time is all of
 them, ``extra_info["wall_s"]`` the median round) -- and records in ``extra_info`` what
 ``comparison.measure_round`` measured (client and server CPU: the minimum over the rounds;
 bytes up and down per client, round trips, peak memory, error against the exact sum: the

@@ -225,8 +225,34 @@ def advice(run: Run) -> list[str]:
                        f" {_times(local)} a plaintext client's, a distributed-DP client"
                        f" {_times(dist)} a SecAgg client's (clients sample the exact discrete"
                        " Gaussian).")
+    out += _peer_advice(run)
     out += _accuracy_advice(run)
     return out
+
+
+def _peer_advice(run: Run) -> list[str]:
+    """fedsecure's SecAgg+ next to Flower's at the points where the peer ran."""
+    points = sorted((n, d) for (n, d, q), cases in run.rounds.items()
+                    if q == run.dropout and "flower-secaggplus" in cases and "secaggplus" in cases)
+    if not points:
+        return []
+    v, p = run.value, run.dropout
+    cells = []
+    for n, d in points:
+        cpu, up = (_ratio(v("secaggplus", n, d, p, m), v("flower-secaggplus", n, d, p, m))
+                   for m in ("client_cpu_s", "bytes_up"))
+        cells.append(f"n={n:,}, d={d:,}: client CPU {_times(cpu)}, upload {_times(up)}")
+    return ["**Next to Flower's SecAgg+** (`SecAggPlusWorkflow`, same n, d and dropout, its own"
+            " Flower simulation): a fedsecure SecAgg+ client spends, of a Flower client's, "
+            + "; ".join(cells) + ". Flower's client CPU is measured inside its ClientApp calls"
+            " (`benchmarks/flower_peer.py`), so it includes Flower's message handling, which the"
+            " in-process fedsecure number does not; both protocols inside the same Flower run are"
+            " in [embedding.md](embedding.md)."]
+
+
+SINGLE_RUN_CAVEAT = (", one run each: DP noise moves a single run by several points (paired runs"
+                     " over many seeds, 100 clients:"
+                     " [dp.md](dp.md#privacyutility-on-the-embedded-digits-dataset)).")
 
 
 def _accuracy_advice(run: Run) -> list[str]:
@@ -242,8 +268,7 @@ def _accuracy_advice(run: Run) -> list[str]:
                 f" ({g.train_clients} clients) distributed DP's final accuracy is within"
                 f" {100 * worst:.1f} pp of central DP's at every ε tried"
                 f" ({', '.join(f'{e:g}' for e in measured)})"
-                + (", one run each: DP noise moves a single run by several points." if len(g.seeds) == 1
-                   else f", mean of {len(g.seeds)} seeds."))
+                + (SINGLE_RUN_CAVEAT if len(g.seeds) == 1 else f", mean of {len(g.seeds)} seeds."))
         lows = [e for e in measured if local[e] is not None]
         if lows:
             text += (f" Local DP trails central by {100 * -max(local[e] for e in lows):.1f} to"
@@ -416,8 +441,9 @@ def render(data: dict, *, plots: dict[str, str], comparison: list[str] | None = 
         f"- python {meta.get('python', machine.get('python_version', '?'))}; {versions}",
         "",
         "Each round case runs every party in one process (`fedsecure.runtime.simulation`); CPU is"
-        " each party's own protocol work (the least over the 3 to 5 rounds a case under 0.3 s"
-        " runs: noise only ever adds CPU), bytes are what a surviving client sends (up) and"
+        " each party's own protocol work (the least over the rounds a case runs: 3 to 5 for a"
+        " round under a second, 2 under three seconds; noise only ever adds CPU), bytes are"
+        " what a surviving client sends (up) and"
         " receives (down), round trips the messages it sends, error the RMS over coordinates of"
         " the result minus the exact sum of the survivors' vectors (each of L2 norm 0.9, weight"
         " 1; DP: clip 1, noise multiplier 1, one round). Dropped clients go silent before"

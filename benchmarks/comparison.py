@@ -261,18 +261,18 @@ def measure_round(technique: str, n: int, d: int, dropout: float, seed: int = 0)
 
 
 def measure_case(technique: str, n: int, d: int, dropout: float, seed: int = 0, *,
-                 budget_s: float = 0.5, most: int = 5, cheap_s: float = 0.3) -> dict:
-    """:func:`measure_round` repeated: at least three times when a round takes under
-    ``cheap_s`` wall seconds, then while all the rounds took under ``budget_s`` (at most
-    ``most``).  CPU seconds are the *minimum* over the repeats -- a millisecond of CPU is easily
-    stretched (first-touch page faults of a new vector size, another job on the core), never
-    shortened -- the other measurements their median; ``wall_s`` is the median wall seconds
-    of a round and ``repeats`` their number."""
+                 budget_s: float = 0.5, most: int = 5) -> dict:
+    """:func:`measure_round` repeated: at least three times when a round takes under a wall
+    second, twice under three, then while all the rounds took under ``budget_s`` (at most
+    ``most``).  CPU seconds are the *minimum* over the repeats -- CPU time is easily stretched
+    (first-touch page faults of a new vector size, another job on the core), never shortened --
+    the other measurements their median; ``wall_s`` is the median wall seconds of a round and
+    ``repeats`` their number."""
     runs, walls = [], []
     gc.collect()  # no collection of earlier garbage lands on one party's clock
     gc.disable()
     try:
-        while (not runs or (len(runs) < 3 and walls[0] < cheap_s)
+        while (not runs or len(runs) < (3 if walls[0] < 1 else 2 if walls[0] < 3 else 1)
                or (sum(walls) < budget_s and len(runs) < most)):
             began = time.perf_counter()
             runs.append(measure_round(technique, n, d, dropout, seed))
