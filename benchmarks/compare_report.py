@@ -49,6 +49,11 @@ class Run:
     def value(self, technique, n, d, dropout, metric):
         return self.rounds.get((n, d, dropout), {}).get(technique, {}).get(metric)
 
+    def ratio(self, technique, baseline, n, d, metric):
+        """``technique``'s ``metric`` over ``baseline``'s at (n, d) and the plots' dropout."""
+        return _ratio(self.value(technique, n, d, self.dropout, metric),
+                      self.value(baseline, n, d, self.dropout, metric))
+
     @property
     def dropout(self) -> float:
         """The dropout rate the plots show: the grid's closest to 10 %."""
@@ -166,17 +171,16 @@ def _times(x: float | None) -> str:
 def advice(run: Run) -> list[str]:
     """The "what to pick when" bullets, each computed from the run."""
     p, out = run.dropout, []
-    v = run.value
+    v, r = run.value, run.ratio
     n_points = run.sweep("n", p)
     if n_points:
         n, d = n_points[-1]
-        sa_cpu = _ratio(v("secagg", n, d, p, "client_cpu_s"), v("plaintext", n, d, p, "client_cpu_s"))
-        sa_up = _ratio(v("secagg", n, d, p, "bytes_up"), v("plaintext", n, d, p, "bytes_up"))
-        plus_c = _ratio(v("secaggplus", n, d, p, "client_cpu_s"), v("secagg", n, d, p, "client_cpu_s"))
-        plus_s = _ratio(v("secaggplus", n, d, p, "server_cpu_s"), v("secagg", n, d, p, "server_cpu_s"))
+        sa_cpu = r("secagg", "plaintext", n, d, "client_cpu_s")
+        sa_up = r("secagg", "plaintext", n, d, "bytes_up")
+        plus_c = r("secaggplus", "secagg", n, d, "client_cpu_s")
+        plus_s = r("secaggplus", "secagg", n, d, "server_cpu_s")
         cheaper = [m for m, e in n_points
-                   if (r := _ratio(v("secagg", m, e, p, "client_cpu_s"),
-                                   v("secaggplus", m, e, p, "client_cpu_s"))) and r > 1.3]
+                   if (x := r("secagg", "secaggplus", m, e, "client_cpu_s")) and x > 1.3]
         head = "Many clients: SecAgg+." if cheaper else "SecAgg or SecAgg+."
         text = (f"**{head}** At n={n:,}, d={d:,}, {100 * p:g} % dropout a SecAgg"
                 f" client spends {_times(sa_cpu)} the CPU of a plaintext client and uploads"
@@ -187,24 +191,23 @@ def advice(run: Run) -> list[str]:
                  f" n = {listed} (of {', '.join(f'{m:,}' for m, _ in n_points)})." if cheaper
                  else " In this grid SecAgg+ is never clearly cheaper per client.")
         out.append(text)
-        mal_c = _ratio(v("secagg-malicious", n, d, p, "client_cpu_s"), v("secagg", n, d, p, "client_cpu_s"))
-        mal_s = _ratio(v("secagg-malicious", n, d, p, "server_cpu_s"), v("secagg", n, d, p, "server_cpu_s"))
+        mal_c = r("secagg-malicious", "secagg", n, d, "client_cpu_s")
+        mal_s = r("secagg-malicious", "secagg", n, d, "server_cpu_s")
         if mal_c is not None:
             text = (f"**Untrusted server: the malicious mode.** Against a malicious server SecAgg"
                     f" costs {_times(mal_c)} the client CPU and {_times(mal_s)} the server CPU of"
                     f" semi-honest SecAgg at n={n:,} ({v('secagg-malicious', n, d, p, 'rounds')}"
                     f" round trips instead of {v('secagg', n, d, p, 'rounds')}).")
-            plus_mal = _ratio(v("secaggplus-malicious", n, d, p, "client_cpu_s"),
-                              v("secaggplus", n, d, p, "client_cpu_s"))
+            plus_mal = r("secaggplus-malicious", "secaggplus", n, d, "client_cpu_s")
             text += (f" For SecAgg+ the factor is {_times(plus_mal)}." if plus_mal is not None
                      else " SecAgg+ in malicious mode was not measured (see Skipped).")
             out.append(text)
     d_points = run.sweep("d", p)
     if d_points:
         n, d = d_points[-1]
-        ck_up = _ratio(v("ckks", n, d, p, "bytes_up"), v("plaintext", n, d, p, "bytes_up"))
-        sa_up = _ratio(v("secagg", n, d, p, "bytes_up"), v("plaintext", n, d, p, "bytes_up"))
-        ck_cpu = _ratio(v("ckks", n, d, p, "client_cpu_s"), v("secagg", n, d, p, "client_cpu_s"))
+        ck_up = r("ckks", "plaintext", n, d, "bytes_up")
+        sa_up = r("secagg", "plaintext", n, d, "bytes_up")
+        ck_cpu = r("ckks", "secagg", n, d, "client_cpu_s")
         if ck_up is not None and sa_up is not None:
             ck_err, sa_err = v("ckks", n, d, p, "error"), v("secagg", n, d, p, "error")
             head = "Bandwidth: masking over HE." if ck_up > sa_up else "Bandwidth: HE over masking."
@@ -216,9 +219,9 @@ def advice(run: Run) -> list[str]:
                 f" than masking here. Its RMS error, {_num(ck_err, 2)}, is"
                 f" {'below' if ck_err < sa_err else 'above'} SecAgg's fixed-point"
                 f" {_num(sa_err, 2)}.")
-        dist = _ratio(v("dp-distributed", n, d, p, "client_cpu_s"), v("secagg", n, d, p, "client_cpu_s"))
-        central = _ratio(v("dp-central", n, d, p, "server_cpu_s"), v("plaintext", n, d, p, "server_cpu_s"))
-        local = _ratio(v("dp-local", n, d, p, "client_cpu_s"), v("plaintext", n, d, p, "client_cpu_s"))
+        dist = r("dp-distributed", "secagg", n, d, "client_cpu_s")
+        central = r("dp-central", "plaintext", n, d, "server_cpu_s")
+        local = r("dp-local", "plaintext", n, d, "client_cpu_s")
         if dist is not None:
             out.append(f"**DP's cost per round** (n={n:,}, d={d:,}): a central-DP server spends"
                        f" {_times(central)} the CPU of a plaintext server, a local-DP client"
@@ -236,10 +239,9 @@ def _peer_advice(run: Run) -> list[str]:
                     if q == run.dropout and "flower-secaggplus" in cases and "secaggplus" in cases)
     if not points:
         return []
-    v, p = run.value, run.dropout
     cells = []
     for n, d in points:
-        cpu, up = (_ratio(v("secaggplus", n, d, p, m), v("flower-secaggplus", n, d, p, m))
+        cpu, up = (run.ratio("secaggplus", "flower-secaggplus", n, d, m)
                    for m in ("client_cpu_s", "bytes_up"))
         cells.append(f"n={n:,}, d={d:,}: client CPU {_times(cpu)}, upload {_times(up)}")
     return ["**Next to Flower's SecAgg+** (`SecAggPlusWorkflow`, same n, d and dropout, its own"

@@ -71,6 +71,28 @@ def expected_outcome(n, t, hostile, silent, malicious=False):
     return sorted(u3), len(responders & of["corrupt_unmask_share"]), len(responders)
 
 
+def hostile_aggregator(n, seed, hostile, *, malicious, protocol, threshold=None):
+    """``protocol`` over clients 1..n, ``hostile`` mapping clients to behaviour names; SecAgg+
+    on the ring of degree PLUS_DEGREE with PLUS_THRESHOLD unless ``threshold``."""
+    behaviours = {c: BEHAVIOURS[b] for c, b in hostile.items()}
+    if malicious:
+        return make_malicious(n, seed=seed, hostile=behaviours, threshold=threshold,
+                              protocol=protocol)
+    spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
+    options = {"hostile": behaviours, "scale_bits": 8, "rng": DeterministicRandom(seed)}
+    if protocol == "secagg":
+        return HostileSecAgg(spec, threshold=threshold, **options)
+    return HostileSecAggPlus(spec, degree=PLUS_DEGREE, threshold=threshold or PLUS_THRESHOLD,
+                             **options)
+
+
+def play(aggregator, seed, silent):
+    """The round's inputs and its report, ``silent`` mapping clients to the message they never send."""
+    inputs = grid_inputs(aggregator, seed)
+    return inputs, simulate_round(aggregator, inputs,
+                                  faults=[Silent(c, tag) for c, tag in silent.items()])
+
+
 @st.composite
 def scenarios(draw, malicious=False):
     n = draw(st.integers(4, 12))
@@ -96,16 +118,9 @@ def test_hostile_clients_only_drop_themselves_in_malicious_mode(scenario):
 
 def check_scenario(scenario, malicious):
     n, t, hostile, silent, seed = scenario
-    behaviours = {c: BEHAVIOURS[b] for c, b in hostile.items()}
-    if malicious:
-        aggregator = make_malicious(n, seed=seed, hostile=behaviours, threshold=t)
-    else:
-        spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
-        aggregator = HostileSecAgg(spec, hostile=behaviours, scale_bits=8, threshold=t,
-                                   rng=DeterministicRandom(seed))
-    inputs = grid_inputs(aggregator, seed)
-    report = simulate_round(aggregator, inputs,
-                            faults=[Silent(c, tag) for c, tag in silent.items()])
+    aggregator = hostile_aggregator(n, seed, hostile, malicious=malicious, protocol="secagg",
+                                    threshold=t)
+    inputs, report = play(aggregator, seed, silent)
     try:
         survivors, corrupted, responders = expected_outcome(n, t, hostile, silent, malicious)
     except Abort:
@@ -145,18 +160,9 @@ def test_hostile_clients_only_drop_themselves_on_the_sparse_graph_in_malicious_m
 
 def check_sparse_scenario(scenario, malicious):
     n, hostile, silent, seed = scenario
-    behaviours = {c: BEHAVIOURS[b] for c, b in hostile.items()}
-    if malicious:
-        aggregator = make_malicious(n, seed=seed, hostile=behaviours, protocol="secaggplus")
-    else:
-        spec = AggregationSpec(n_clients=n, vector_length=6, max_weight=4, session=SESSION)
-        aggregator = HostileSecAggPlus(spec, hostile=behaviours, scale_bits=8,
-                                       degree=PLUS_DEGREE, threshold=PLUS_THRESHOLD,
-                                       rng=DeterministicRandom(seed))
+    aggregator = hostile_aggregator(n, seed, hostile, malicious=malicious, protocol="secaggplus")
     assert isinstance(aggregator.graph, HararyGraph)
-    inputs = grid_inputs(aggregator, seed)
-    report = simulate_round(aggregator, inputs,
-                            faults=[Silent(c, tag) for c, tag in silent.items()])
+    inputs, report = play(aggregator, seed, silent)
     blamed = {e.client for pid, e in report.events
               if pid == 0 and isinstance(e, ClientDropped) and e.error is not None}
     assert blamed <= set(hostile), (blamed, hostile)
