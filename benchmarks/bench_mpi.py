@@ -24,9 +24,9 @@ Where a small MPI round's fixed cost went (traced per rank, plaintext d = 1e4, 8
 cores): not into message passing itself but into *noticing* -- ranks slept up to 5 ms between
 probes, so each hop (and each relay step of the start-up collectives, which a sleeping rank
 only advances when it wakes) waited a few ms; the clients learnt the session up to ~20 ms
-after rank 0.  The transport now sleeps a fraction (5 %) of the time it has been idle
-(``fedsecure.transport.mpi.idle_sleep_s``, 0.2 ms to 10 ms), which cut that round from
-~25 ms to ~7 ms without busy polling.
+after rank 0.  The transport now sleeps a fraction of the time it has been idle
+(``fedsecure.transport.mpi.idle_sleep_s``: first 5 % from 0.2 ms, which cut that round from
+~25 ms to ~7 ms without busy polling; now 2 % from 0.05 ms, see docs/mpi.md).
 
 Two unfair costs the MPI side used to carry (SecAgg d = 1e5, traced per rank): the session
 id came by ``Ibcast``, which completes at its root at once, so rank 0's clock started 5-30
