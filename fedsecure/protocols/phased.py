@@ -26,6 +26,7 @@ handler; any other server message, or a handler that raises ``RemoteProtocolErro
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import ClassVar
 
 import numpy as np
@@ -201,7 +202,7 @@ class PhasedClient(ClientParty):
     STATE: ClassVar[dict[str, object]] = {"phase": str, "_input": tuple[np.ndarray, int] | None}
     """What ``snapshot()`` keeps: attribute -> type (see ``protocols/state.py``)."""
     REBUILT: ClassVar[frozenset[str]] = frozenset(
-        {"agg", "party_id", "rng", "context", "HANDLERS", "_outbox", "_events"})
+        {"agg", "party_id", "rng", "context", "HANDLERS", "_outbox", "_events", "_input_source"})
     """Attributes a fresh party of the same aggregator already has right (not snapshotted)."""
 
     def __init__(self, aggregator, client_id: int):
@@ -210,20 +211,46 @@ class PhasedClient(ClientParty):
         self.party_id = client_id
         self.phase = "idle"
         self._input: tuple[np.ndarray, int] | None = None
+        self._input_source: Callable[[], tuple[np.ndarray, int]] | None = None
 
     def set_input(self, vector, weight: int = 1) -> None:
         """Validate (InvalidInput before anything is sent) and clip this round's input."""
-        if self._input is not None:
+        self._check_input_unset("set_input")
+        self._input = self._clipped(vector, weight)
+
+    def set_input_source(self, source: Callable[[], tuple[np.ndarray, int]]) -> None:
+        """Make this round's input only when the protocol first reads it: ``source()`` returns
+        ``(vector, weight)``, is called at most once, and is validated then -- so a bad input
+        is refused (InvalidInput from that step) after the round has started, not before.
+        For simulations of many clients that should not all hold their vectors at once
+        (``simulate_round(..., lean=True)``); ``snapshot()`` makes the input first."""
+        self._check_input_unset("set_input_source")
+        if not callable(source):
+            raise LocalProtocolError(f"source={source!r}: must be callable")
+        self._input_source = source
+
+    def _check_input_unset(self, method: str) -> None:
+        if self._input is not None or self._input_source is not None:
             raise LocalProtocolError("input already set for this round")
         if self.phase != "idle":
-            raise LocalProtocolError(f"set_input() after start (phase {self.phase!r})")
+            raise LocalProtocolError(f"{method}() after start (phase {self.phase!r})")
+
+    def _clipped(self, vector, weight) -> tuple[np.ndarray, int]:
         spec = self.agg.spec
         array = validate_vector(vector, spec.vector_length)
-        self._input = (np.clip(array, -spec.clip, spec.clip),
-                       validate_weight(weight, spec.max_weight))
+        return np.clip(array, -spec.clip, spec.clip), validate_weight(weight, spec.max_weight)
+
+    def _take_input(self) -> tuple[np.ndarray, int]:
+        """This round's clipped (vector, weight), made from the source on first use."""
+        if self._input is None and self._input_source is not None:
+            source, self._input_source = self._input_source, None
+            self._input = self._clipped(*source())
+        if self._input is None:
+            raise LocalProtocolError("this client's input was already used (or never set)")
+        return self._input
 
     def start(self) -> None:
-        if self._input is None:
+        if self._input is None and self._input_source is None:
             raise LocalProtocolError("set_input() must be called before start()")
         if self.phase != "idle":
             raise LocalProtocolError(f"start() called twice (phase {self.phase!r})")
@@ -269,6 +296,8 @@ class PhasedClient(ClientParty):
 
     def snapshot(self) -> bytes:
         """This party's round state as bytes, secrets included (``protocols/state.py``)."""
+        if self._input_source is not None:
+            self._take_input()  # a snapshot carries the input itself, not a way to make it
         return state.snapshot(self)
 
     def restore(self, data: bytes) -> None:

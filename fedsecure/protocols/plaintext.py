@@ -31,7 +31,8 @@ class PlaintextClient(PhasedClient):
     HANDLERS: dict = {}  # the server never writes to a plaintext client, except Abort
 
     def _begin(self) -> None:
-        vector, weight = self._input
+        vector, weight = self._take_input()
+        self._input = None  # its only use: release it
         weighted = (vector * weight).astype(WIRE_DTYPE)
         self._send(PlainUpdate(weighted_update=ArrayPayload.pack(weighted),
                                weight=float(weight)))

@@ -7,11 +7,13 @@ The same drivers run under MPI with a real clock (``runtime.mpi_runner``).
 
 Lean mode (``lean=True``, for 1000+ clients x 10^6 values on one machine): the same drivers
 and parties, held differently.  Inputs may be a callable ``client_id -> (vector, weight)``,
-called once when the client is made, so the caller never holds them all; the server is
+called only when the client's protocol first reads its input
+(:meth:`~fedsecure.protocols.phased.PhasedClient.set_input_source`; for SecAgg, when it
+masks), so neither the caller nor the clients hold every vector at once; the server is
 stepped after every client step, so at most one upload waits in its inbox (instead of n);
 and a client's driver and party are released as soon as it has answered its last message
-(only its :class:`PartyStats` are kept).  What stays is what the protocol itself holds: each
-live client's input until it finishes, the server's running sum.  ``RoundReport.peak_rss_bytes``
+(only its :class:`PartyStats` are kept).  What stays is what the protocol itself holds: the
+clients' keys and shares, the input of the one client masking, the server's running sum.  ``RoundReport.peak_rss_bytes``
 is the process's peak resident memory during the round (Linux: VmHWM, reset at the start).
 """
 
@@ -98,7 +100,8 @@ def simulate_round(
 ) -> RoundReport:
     """Run one round. ``inputs`` maps client id -> (vector, integer weight); clients of the
     spec that have no input never show up (they are dropped at the first deadline).  A
-    callable ``inputs(client_id)`` gives every client of the spec its input, made on demand.
+    callable ``inputs(client_id)`` gives every client of the spec its input, made on demand
+    (in lean mode only when the client first needs it).
     ``record_transcript`` keeps every delivered (source, recipient, bytes) in the report;
     ``lean`` holds the parties as the module docstring says."""
     if callable(inputs):
@@ -128,7 +131,10 @@ def simulate_round(
     drivers = [server_driver]
     for client_id in client_ids:
         client = aggregator.client(client_id)
-        client.set_input(*input_of(client_id))
+        if lean and callable(inputs) and hasattr(client, "set_input_source"):
+            client.set_input_source(lambda client_id=client_id: input_of(client_id))
+        else:
+            client.set_input(*input_of(client_id))
         drivers.append(driver_for(client))
     stats = {d.party.party_id: d.stats for d in drivers}
 

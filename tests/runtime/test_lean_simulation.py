@@ -40,7 +40,8 @@ def test_lean_round_equals_the_plain_round(protocol):
     plain = simulate_round(_aggregator(protocol), {c: _input(c) for c in range(1, N + 1)},
                            faults=FAULTS)
     assert lean.error is None and plain.error is None, (lean.error, plain.error)
-    assert sorted(made) == list(range(1, N + 1))  # each input made once
+    # each input made once, and only when its client masks: client 3 went silent before
+    assert sorted(made) == [c for c in range(1, N + 1) if c != 3]
     assert lean.result.survivors == plain.result.survivors
     assert 3 not in lean.result.survivors and 7 not in lean.result.survivors
     assert 11 in lean.result.survivors  # silent after its input was summed
@@ -50,6 +51,29 @@ def test_lean_round_equals_the_plain_round(protocol):
     assert lean.result.total_weight == plain.result.total_weight
     assert set(lean.stats) == set(plain.stats)  # every party's stats are kept
     assert lean.peak_rss_bytes > 0
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secaggplus", "plaintext"])
+def test_lean_clients_hold_one_input_at_a_time(monkeypatch, protocol):
+    """The clients of a lean round do not hold their vectors all at once: when an input is
+    made, every earlier one has been used and released."""
+    from fedsecure.protocols.phased import PhasedClient
+
+    held: list[weakref.ref] = []
+    most_alive = []
+    clipped = PhasedClient._clipped
+
+    def tracking(self, vector, weight):
+        gc.collect()
+        most_alive.append(sum(ref() is not None for ref in held))
+        result = clipped(self, vector, weight)
+        held.append(weakref.ref(result[0]))
+        return result
+
+    monkeypatch.setattr(PhasedClient, "_clipped", tracking)
+    report = simulate_round(_aggregator(protocol), _input, lean=True)
+    assert report.error is None, report.error
+    assert len(most_alive) == N and max(most_alive) == 0
 
 
 @pytest.mark.parametrize("lean, most", [(True, 1), (False, N)])

@@ -121,7 +121,7 @@ class CkksClient(PhasedClient):
             raise MalformedMessage(f"key material: {exc}", holder) from None
         self._ckks = self.agg.key_model.open_material(
             material.context, self.agg.parameters, self.party_id, holder)
-        vector, weight = self._input
+        vector, weight = self._take_input()
         values = np.empty(self.agg.spec.vector_length + 1)
         np.multiply(vector, weight, out=values[:-1])
         values[-1] = weight

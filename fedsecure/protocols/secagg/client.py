@@ -335,7 +335,7 @@ class SecAggClient(PhasedClient):
         randomness an AES-CTR stream under a fresh seed) and every mask is added while the
         chunk is in cache (``hazmat.prg.add_masks_into``)."""
         fixed = self.agg.fixed_point
-        vector, weight = self._input
+        vector, weight = self._take_input()
         words = np.empty(vector.shape[0] + 1, dtype=fixed.dtype)
         rounding = KeystreamRandom.seeded_from(self.rng)
         scratch = bytearray(4 * (CHUNK_BYTES // words.itemsize) + 15)  # 15: OpenSSL's spare
