@@ -59,26 +59,35 @@ class MaskPRG:
                          context=context)
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
 
-    def words(self, count: int, dtype: str) -> np.ndarray:
-        """The next ``count`` keystream words as a new array of ``dtype`` ("<u4" or "<u8")."""
+    def words(self, count: int, dtype: str, bits: int | None = None) -> np.ndarray:
+        """The next ``count`` values of a ``bits``-bit ring (default: the word width) as a new
+        array of ``dtype`` ("<u4" or "<u8"): ``draw_bytes(bits, dtype)`` keystream bytes each."""
         if not isinstance(count, int) or count < 0:
             raise ConfigurationError(f"count={count!r}: must be an integer >= 0")
         out = np.zeros(count, dtype=_word_dtype(dtype))
-        self.add_into(out)
+        self.add_into(out, bits=bits)
         return out
 
-    def add_into(self, out: np.ndarray, sign: int = 1) -> None:
-        """``out += sign * next len(out) words``, in place, wrapping mod 2^32 or 2^64."""
-        add_masks_into(out, [(self, sign)])
+    def add_into(self, out: np.ndarray, sign: int = 1, bits: int | None = None) -> None:
+        """``out = (out + sign * next len(out) values) mod 2^bits``, in place."""
+        add_masks_into(out, [(self, sign)], bits=bits)
+
+
+def draw_bytes(bits: int, dtype) -> int:
+    """Keystream bytes drawn per value of a ring of ``bits`` bits in words of ``dtype``:
+    ceil(bits / 8), so a word-width ring (32, 64 bits) draws whole words as it always did."""
+    return (_ring_bits(bits, _word_dtype(dtype)) + 7) // 8
 
 
 def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
-                   prepare: Callable[[int, np.ndarray], None] | None = None) -> None:
-    """``out += sign * next len(out) words of prg`` for every ``(prg, sign)`` in ``masks``,
-    in place, wrapping mod 2^32 or 2^64 -- the same result as one ``add_into`` per mask, in
-    one pass over ``out``: chunk by chunk, ``prepare(start, part)`` (if given) first writes
-    ``part = out[start:start + len(part)]``, then every mask is added to that chunk while it
-    is in cache."""
+                   prepare: Callable[[int, np.ndarray], None] | None = None,
+                   bits: int | None = None) -> None:
+    """``out = (out + sign * next len(out) values of prg) mod 2^bits`` for every ``(prg,
+    sign)`` in ``masks``, in place (``bits`` defaults to the word width: 32 or 64) -- the same
+    result as one ``add_into`` per mask, in one pass over ``out``: chunk by chunk,
+    ``prepare(start, part)`` (if given) first writes ``part = out[start:start + len(part)]``,
+    then every mask is added to that chunk while it is in cache.  Value i of a PRG is its
+    next ``draw_bytes(bits)`` keystream bytes, little-endian, mod 2^bits."""
     for _, sign in masks:
         if sign not in (1, -1):
             raise ConfigurationError(f"sign={sign!r}: must be 1 or -1")
@@ -86,6 +95,8 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
             or not out.flags.writeable:
         raise ConfigurationError("out: must be a writeable, C-contiguous 1-D numpy array")
     dtype = _word_dtype(out.dtype)
+    bits = 8 * dtype.itemsize if bits is None else _ring_bits(bits, dtype)
+    width = (bits + 7) // 8
     if out.size == 0:
         return
     groups = []  # (keystream writers, subtract?) of at most GROUP masks of one sign
@@ -93,48 +104,127 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
         writers = [prg._encryptor.update_into for prg, own in masks if own == sign]
         groups += [(writers[i:i + GROUP], sign == -1) for i in range(0, len(writers), GROUP)]
     scratch = _scratch()
-    per_row = CHUNK_BYTES // dtype.itemsize
-    rows = np.frombuffer(scratch, dtype=dtype, count=GROUP * per_row).reshape(GROUP, per_row)
+    per_row = CHUNK_BYTES // dtype.itemsize  # values per chunk: a multiple of 8
+    mask = dtype.type((1 << bits) - 1)
+    if width == dtype.itemsize:
+        rows = np.frombuffer(scratch, dtype=dtype, count=GROUP * per_row).reshape(GROUP, per_row)
+    else:  # every row as uint64 stream words, the spare bytes after the last one included
+        stream = np.frombuffer(scratch, dtype="<u8", count=len(scratch) // 8)
     slots = [memoryview(scratch)[r * CHUNK_BYTES:] for r in range(GROUP)]  # row r and on
     for start in range(0, len(out), per_row):
         part = out[start:start + per_row]
         if prepare is not None:
             prepare(start, part)
-        zeros = _ZEROS[:part.nbytes]
+        zeros = _ZEROS[:len(part) * width]
         for writers, subtract in groups:
             for slot, write in zip(slots, writers):
                 write(zeros, slot)  # the 15 spare bytes spill into the next row, written later
-            _add_rows(part, rows, len(writers), subtract)
+            if width == dtype.itemsize:
+                _add_rows(part, rows, len(writers), mask, subtract)
+            else:
+                _add_narrow_rows(part, stream, CHUNK_BYTES // 8, len(writers), width, mask,
+                                 subtract)
 
 
 @njit(cache=True)
-def _add_rows(out, rows, count, subtract):
-    """out -= or += rows[0] + ... + rows[count - 1] (over len(out) words), wrapping."""
+def _add_rows(out, rows, count, mask, subtract):
+    """out = (out -/+ (rows[0] + ... + rows[count - 1])) & mask (over len(out) words)."""
     if count == 4:  # one loop per count, so that each vectorises
         for i in range(out.size):
-            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i], subtract)
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i], mask, subtract)
     elif count == 3:
         for i in range(out.size):
-            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i], subtract)
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i], mask, subtract)
     elif count == 2:
         for i in range(out.size):
-            _add_word(out, i, rows[0, i] + rows[1, i], subtract)
+            _add_word(out, i, rows[0, i] + rows[1, i], mask, subtract)
     else:
         for i in range(out.size):
-            _add_word(out, i, rows[0, i], subtract)
+            _add_word(out, i, rows[0, i], mask, subtract)
 
 
 @njit(cache=True, inline="always")
-def _add_word(out, i, total, subtract):
+def _add_word(out, i, total, mask, subtract):
     if subtract:
-        out[i] -= total
+        out[i] = (out[i] - out.dtype.type(total)) & mask
     else:
-        out[i] += total
+        out[i] = (out[i] + out.dtype.type(total)) & mask
 
 
-def expand(seed: bytes, context: bytes, count: int, dtype: str) -> np.ndarray:
-    """The first ``count`` words of ``MaskPRG(seed, context)``."""
-    return MaskPRG(seed, context).words(count, dtype)
+@njit(cache=True)
+def _add_narrow_rows(out, stream, row_words, count, width, mask, subtract):
+    """Like :func:`_add_rows` for values of ``width`` < word bytes: value i of row r is the
+    ``width`` bytes at byte ``i * width`` of the row (``stream[r * row_words:]``).  Each
+    (width, count) is its own inlined copy, so that its shifts are constants and its loop
+    over rows unrolls (4-5x faster than either left variable)."""
+    if width == 1:
+        _add_narrow_count(out, stream, row_words, count, 1, mask, subtract)
+    elif width == 2:
+        _add_narrow_count(out, stream, row_words, count, 2, mask, subtract)
+    elif width == 3:
+        _add_narrow_count(out, stream, row_words, count, 3, mask, subtract)
+    elif width == 4:
+        _add_narrow_count(out, stream, row_words, count, 4, mask, subtract)
+    elif width == 5:
+        _add_narrow_count(out, stream, row_words, count, 5, mask, subtract)
+    elif width == 6:
+        _add_narrow_count(out, stream, row_words, count, 6, mask, subtract)
+    else:
+        _add_narrow_count(out, stream, row_words, count, 7, mask, subtract)
+
+
+@njit(cache=True, inline="always")
+def _add_narrow_count(out, stream, row_words, count, width, mask, subtract):
+    if count == 4:
+        _add_narrow(out, stream, row_words, 4, width, mask, subtract)
+    elif count == 3:
+        _add_narrow(out, stream, row_words, 3, width, mask, subtract)
+    elif count == 2:
+        _add_narrow(out, stream, row_words, 2, width, mask, subtract)
+    else:
+        _add_narrow(out, stream, row_words, 1, width, mask, subtract)
+
+
+@njit(cache=True, inline="always")
+def _add_narrow(out, stream, row_words, count, width, mask, subtract):
+    blocks = out.size // 8  # 8 values = ``width`` whole stream words
+    for j in range(blocks):
+        for k in range(8):
+            _add_value(out, 8 * j + k, stream, row_words, count, j * width + k * width // 8,
+                       k * width % 8 * 8, mask, subtract)
+    for i in range(8 * blocks, out.size):  # the last chunk's tail
+        _add_value(out, i, stream, row_words, count, i * width // 8, i * width % 8 * 8, mask,
+                   subtract)
+
+
+@njit(cache=True, inline="always")
+def _add_value(out, i, stream, row_words, count, first, shift, mask, subtract):
+    total = _stream_value(stream, first, shift)
+    for r in range(1, count):
+        total += _stream_value(stream, first + r * row_words, shift)
+    _add_word(out, i, total, mask, subtract)
+
+
+@njit(cache=True, inline="always")
+def _stream_value(stream, first, shift):
+    """The 64 stream bits from bit ``shift`` of word ``first`` on (above the value's own
+    bytes: the next bytes of the stream, which the caller's mask drops)."""
+    if shift == 0:
+        return stream[first]
+    return (stream[first] >> np.uint64(shift)) | (stream[first + 1] << np.uint64(64 - shift))
+
+
+def expand(seed: bytes, context: bytes, count: int, dtype: str,
+           bits: int | None = None) -> np.ndarray:
+    """The first ``count`` values of ``MaskPRG(seed, context)`` (see ``MaskPRG.words``)."""
+    return MaskPRG(seed, context).words(count, dtype, bits)
+
+
+def _ring_bits(bits, dtype: np.dtype) -> int:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 8 * dtype.itemsize:
+        raise ConfigurationError(f"bits={bits!r}: must be an integer in [1, {8 * dtype.itemsize}]"
+                                 f" for {dtype.str} words")
+    return bits
 
 
 def _word_dtype(dtype) -> np.dtype:
