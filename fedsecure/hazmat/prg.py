@@ -1,4 +1,4 @@
-"""The mask PRG: AES-256-CTR keystream words added to (or subtracted from) a vector.
+"""The mask PRG: AES-256-CTR keystream values added to (or subtracted from) a vector.
 
 Theory of operation (Bonawitz et al., CCS'17, section 4): a client masks its input with one
 pseudorandom vector per pairwise secret (added or subtracted, so that the two ends cancel in the
@@ -6,9 +6,15 @@ sum) plus a self-mask.  ``MaskPRG(seed, context)`` turns a full-entropy 32-byte 
 agreed X25519 secret or a self-mask seed) into that vector: the AES-256 key is
 ``derive_key(seed, purpose="mask-prg", context=context)`` -- ``context`` carries session, round
 and pair so every mask is domain-separated -- and the stream is AES-256-CTR (zero IV) over
-zeros, read as little-endian uint32 or uint64 words.  Arithmetic wraps mod 2^32 / 2^64; any ring
-Z_{2^k} with k <= the word width is obtained by one final reduction, since 2^k divides 2^32 and
-2^64.  A PRG is a stream: successive calls continue where the previous one stopped.
+zeros.  A mask of the ring Z_{2^b} (``bits=b``; default the word width) reads value i as the
+``w = draw_bytes(b)`` little-endian keystream bytes at offset i * w, mod 2^b: w = ceil(b / 8) = 5
+or 6 for 33 <= b <= 48 (issue #17: a 34-bit ring draws 5 bytes, not 8), else the whole word
+(4 bytes for b <= 32, 8 for b > 48), so word-width rings read exactly the uint32 / uint64 words
+they always did.  Each value mod 2^b is exactly uniform, since 2^b divides 2^(8w).  Results are
+reduced mod 2^b.  Narrower draws (b <= 24 in 1-3 bytes, 49..56 in 7) were measured no faster than
+whole words -- extracting them costs what the keystream saved -- so they are not used.  Every value
+is a whole number of bytes, so a PRG is a byte stream: successive calls continue where the
+previous one stopped.
 
 Speed: the client is PRG-bound, so adding masks never allocates per call: OpenSSL writes the
 keystream with ``update_into`` into one scratch buffer per thread, reused by every PRG.
@@ -17,7 +23,9 @@ chunk of the output before the next chunk -- so the output is read and written f
 once, not once per mask.  Within a chunk, the keystreams of GROUP masks of one sign are written
 side by side and added by one numba pass (``out += r0 + r1 + r2 + r3``), so the output chunk
 crosses the cache once per GROUP masks; GROUP + 1 chunks of 128 KiB stay in L2 cache
-(benchmarks/bench_secaggplus.py, ``test_mask_step_vs_keystream``).
+(benchmarks/bench_secaggplus.py, ``test_mask_step_vs_keystream``).  Narrow values are read 8 at
+a time (8 values of w bytes = w whole uint64 words) with constant shifts; the bytes above a
+value (the next value's) fall to the final mod 2^b, which needs b <= 8w.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from fedsecure.hazmat.agreement import derive_key
 
 SEED_BYTES = 32
 CHUNK_BYTES = 128 * 1024
-GROUP = 4
+GROUP = 4  # the narrow kernel below adds at most 4 rows
+_ROW_WORDS = CHUNK_BYTES // 8  # uint64 stream words per scratch row
 WORD_DTYPES = (np.dtype("<u4"), np.dtype("<u8"))
+NARROW_BYTES = (5, 6)  # value widths drawn narrower than their word: rings of 33..48 bits
 _SLACK = 15  # update_into wants room for one block beyond the data
 _ZEROS = memoryview(bytes(CHUNK_BYTES))
 _SCRATCH = threading.local()
@@ -75,8 +85,11 @@ class MaskPRG:
 
 def draw_bytes(bits: int, dtype) -> int:
     """Keystream bytes drawn per value of a ring of ``bits`` bits in words of ``dtype``:
-    ceil(bits / 8), so a word-width ring (32, 64 bits) draws whole words as it always did."""
-    return (_ring_bits(bits, _word_dtype(dtype)) + 7) // 8
+    ceil(bits / 8) = 5 or 6 for a ring of 33..48 bits, else the whole word (4 or 8 bytes):
+    narrower draws measured slower there (see the module docstring)."""
+    resolved = _word_dtype(dtype)
+    width = (_ring_bits(bits, resolved) + 7) // 8
+    return width if width in NARROW_BYTES else resolved.itemsize
 
 
 def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
@@ -96,7 +109,7 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
         raise ConfigurationError("out: must be a writeable, C-contiguous 1-D numpy array")
     dtype = _word_dtype(out.dtype)
     bits = 8 * dtype.itemsize if bits is None else _ring_bits(bits, dtype)
-    width = (bits + 7) // 8
+    width = draw_bytes(bits, dtype)
     if out.size == 0:
         return
     groups = []  # (keystream writers, subtract?) of at most GROUP masks of one sign
@@ -116,14 +129,15 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
         if prepare is not None:
             prepare(start, part)
         zeros = _ZEROS[:len(part) * width]
+        if not groups:  # each kernel pass reduces mod 2^bits; without one, reduce here
+            np.bitwise_and(part, mask, out=part)
         for writers, subtract in groups:
             for slot, write in zip(slots, writers):
                 write(zeros, slot)  # the 15 spare bytes spill into the next row, written later
             if width == dtype.itemsize:
                 _add_rows(part, rows, len(writers), mask, subtract)
             else:
-                _add_narrow_rows(part, stream, CHUNK_BYTES // 8, len(writers), width, mask,
-                                 subtract)
+                _add_narrow_rows(part, stream, len(writers), width, mask, subtract)
 
 
 @njit(cache=True)
@@ -152,57 +166,39 @@ def _add_word(out, i, total, mask, subtract):
 
 
 @njit(cache=True)
-def _add_narrow_rows(out, stream, row_words, count, width, mask, subtract):
-    """Like :func:`_add_rows` for values of ``width`` < word bytes: value i of row r is the
-    ``width`` bytes at byte ``i * width`` of the row (``stream[r * row_words:]``).  Each
-    (width, count) is its own inlined copy, so that its shifts are constants and its loop
-    over rows unrolls (4-5x faster than either left variable)."""
-    if width == 1:
-        _add_narrow_count(out, stream, row_words, count, 1, mask, subtract)
-    elif width == 2:
-        _add_narrow_count(out, stream, row_words, count, 2, mask, subtract)
-    elif width == 3:
-        _add_narrow_count(out, stream, row_words, count, 3, mask, subtract)
-    elif width == 4:
-        _add_narrow_count(out, stream, row_words, count, 4, mask, subtract)
-    elif width == 5:
-        _add_narrow_count(out, stream, row_words, count, 5, mask, subtract)
-    elif width == 6:
-        _add_narrow_count(out, stream, row_words, count, 6, mask, subtract)
+def _add_narrow_rows(out, stream, count, width, mask, subtract):
+    """Like :func:`_add_rows` for ``width`` = 5 or 6 bytes a value: value i of row r is the
+    ``width`` bytes at byte ``i * width`` of the row (``stream[r * _ROW_WORDS:]``).  Each
+    width is its own inlined copy, so that its shifts are constants (5x faster than variable
+    shifts; so are the row stride a constant and the rows not a loop)."""
+    if width == 5:
+        _add_narrow(out, stream, count, 5, mask, subtract)
     else:
-        _add_narrow_count(out, stream, row_words, count, 7, mask, subtract)
+        _add_narrow(out, stream, count, 6, mask, subtract)
 
 
 @njit(cache=True, inline="always")
-def _add_narrow_count(out, stream, row_words, count, width, mask, subtract):
-    if count == 4:
-        _add_narrow(out, stream, row_words, 4, width, mask, subtract)
-    elif count == 3:
-        _add_narrow(out, stream, row_words, 3, width, mask, subtract)
-    elif count == 2:
-        _add_narrow(out, stream, row_words, 2, width, mask, subtract)
-    else:
-        _add_narrow(out, stream, row_words, 1, width, mask, subtract)
-
-
-@njit(cache=True, inline="always")
-def _add_narrow(out, stream, row_words, count, width, mask, subtract):
+def _add_narrow(out, stream, count, width, mask, subtract):
     blocks = out.size // 8  # 8 values = ``width`` whole stream words
     for j in range(blocks):
         for k in range(8):
-            _add_value(out, 8 * j + k, stream, row_words, count, j * width + k * width // 8,
-                       k * width % 8 * 8, mask, subtract)
+            first = j * width + k * width // 8
+            shift = k * width % 8 * 8
+            total = _stream_value(stream, first, shift)
+            if count > 1:
+                total += _stream_value(stream, first + _ROW_WORDS, shift)
+            if count > 2:
+                total += _stream_value(stream, first + 2 * _ROW_WORDS, shift)
+            if count > 3:
+                total += _stream_value(stream, first + 3 * _ROW_WORDS, shift)
+            _add_word(out, 8 * j + k, total, mask, subtract)
     for i in range(8 * blocks, out.size):  # the last chunk's tail
-        _add_value(out, i, stream, row_words, count, i * width // 8, i * width % 8 * 8, mask,
-                   subtract)
-
-
-@njit(cache=True, inline="always")
-def _add_value(out, i, stream, row_words, count, first, shift, mask, subtract):
-    total = _stream_value(stream, first, shift)
-    for r in range(1, count):
-        total += _stream_value(stream, first + r * row_words, shift)
-    _add_word(out, i, total, mask, subtract)
+        first = i * width // 8
+        shift = i * width % 8 * 8
+        total = _stream_value(stream, first, shift)
+        for r in range(1, count):
+            total += _stream_value(stream, first + r * _ROW_WORDS, shift)
+        _add_word(out, i, total, mask, subtract)
 
 
 @njit(cache=True, inline="always")
