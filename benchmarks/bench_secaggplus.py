@@ -193,7 +193,7 @@ def test_mask_step_vs_keystream(benchmark, n, max_weight):
     spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=max_weight)
     aggregator = make_aggregator("secaggplus", spec, degree=k)
     client = aggregator.client(1)
-    client.set_input(np.random.default_rng(0).uniform(-1, 1, d), 3)
+    client.set_input(np.random.default_rng(0).uniform(-1, 1, d), min(3, max_weight))
     clipped = client._input  # ``_masked_input`` releases it: restored before every call
     rng = DeterministicRandom(1)
     peers = sorted(aggregator.graph.neighbours(1))
