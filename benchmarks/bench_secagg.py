@@ -95,9 +95,10 @@ def test_client_masking_vs_raw_prg(benchmark, peers, d):
         words[:-1] = quantize(vector, random_uint32(rng, d), scale=2.0**16, clip=1.0, weight=3,
                               modulus_bits=32, dtype="<u4")
         words[-1] = 3
-        masking.add_self_mask(words, bytes(32), 1, context, +1)
+        masking.add_self_mask(words, bytes(32), 1, context, +1, 32)
         for peer, seed in seeds.items():
-            masking.add_pairwise_mask(words, seed, 1, peer, context, masking.pairwise_sign(1, peer))
+            masking.add_pairwise_mask(words, seed, 1, peer, context, masking.pairwise_sign(1, peer),
+                                      32)
         return words
 
     benchmark.group = "client masking vs raw PRG"

@@ -33,6 +33,7 @@ import pytest
 
 from benchmarks.bench_secagg import _raw_keystream_seconds as raw_keystream_seconds
 from fedsecure.hazmat import agree_each, generate_keypair
+from fedsecure.hazmat.prg import draw_bytes
 from fedsecure.kernels import packed_size
 from fedsecure.messages import SERVER_ID
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
@@ -83,7 +84,7 @@ def _round_needs(aggregator, faults) -> tuple[int, int]:
     opening of that neighbour's share; the server, per dropped client, one key check and one
     agreement per surviving neighbour."""
     spec, graph = aggregator.spec, aggregator.graph
-    word = np.dtype(aggregator.fixed_point.dtype).itemsize
+    word = _mask_bytes(aggregator)  # keystream bytes drawn per mask value
     gone = {f.party for f in faults if f.before == BEFORE_UPLOAD}
     survivors = set(spec.client_ids) - gone
     vector = spec.vector_length + 1
@@ -94,6 +95,12 @@ def _round_needs(aggregator, faults) -> tuple[int, int]:
     x25519 = (2 + 4 * graph.degree) * spec.n_clients
     x25519 += sum(1 + len(graph.neighbours(c) & survivors) for c in gone)
     return keystream, x25519
+
+
+def _mask_bytes(aggregator) -> int:
+    """Keystream bytes a mask draws per ring word (``hazmat.prg.draw_bytes``)."""
+    fixed = aggregator.fixed_point
+    return draw_bytes(fixed.modulus_bits, fixed.dtype)
 
 
 def _case(protocol: str, n: int, d: int):
@@ -158,7 +165,7 @@ def test_client_cost_growth(benchmark):
             assert report.error is None, report.error
             cpu = [s.total_cpu_seconds for pid, s in report.stats.items() if pid != SERVER_ID]
             curve[n] = (aggregator.graph.degree, aggregator.fixed_point.modulus_bits,
-                        np.dtype(aggregator.fixed_point.dtype).itemsize, statistics.mean(cpu))
+                        _mask_bytes(aggregator), statistics.mean(cpu))
 
     benchmark.group = "secaggplus client cost growth"
     benchmark.pedantic(rounds, rounds=1, iterations=1)
@@ -173,18 +180,20 @@ def test_client_cost_growth(benchmark):
     benchmark.extra_info["client_floor_400_over_100"] = floors[400] / floors[100]
 
 
-@pytest.mark.parametrize("n", [100, 1000], ids=["ring31-u32", "ring34-u64"])
-def test_mask_step_vs_keystream(benchmark, n):
+@pytest.mark.parametrize("n, max_weight", [(100, 1), (100, 100), (1000, 100)],
+                         ids=["ring24-u32", "ring31-u32", "ring34-u64"])
+def test_mask_step_vs_keystream(benchmark, n, max_weight):
     """The client's own ``_masked_input`` (k = 20) at d = 1e6 against the raw keystream of
-    the same mask bytes (k + 1 masks of d + 1 words; ``step_over_all_its_keystream`` also
+    the mask bytes it draws (k + 1 masks of d + 1 values of ``draw_bytes`` bytes each: 4 for
+    the 24- and 31-bit rings, 5 for the 34-bit one; ``step_over_all_its_keystream`` also
     counts the 4 bytes of rounding randomness per value).  The two are timed alternately, 9
     times each, and compared by their fastest runs (other jobs on a shared machine only ever
     add time) and by their medians."""
     d, k = 10**6, 20
-    spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=100)
+    spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=max_weight)
     aggregator = make_aggregator("secaggplus", spec, degree=k)
     client = aggregator.client(1)
-    client.set_input(np.random.default_rng(0).uniform(-1, 1, d), 3)
+    client.set_input(np.random.default_rng(0).uniform(-1, 1, d), min(3, max_weight))
     clipped = client._input  # ``_masked_input`` releases it: restored before every call
     rng = DeterministicRandom(1)
     peers = sorted(aggregator.graph.neighbours(1))
@@ -197,7 +206,7 @@ def test_mask_step_vs_keystream(benchmark, n):
 
     benchmark.group = "client mask step vs keystream"
     benchmark.pedantic(step, rounds=5, iterations=1, warmup_rounds=1)
-    word = np.dtype(aggregator.fixed_point.dtype).itemsize
+    word = _mask_bytes(aggregator)
     steps, raws = [], []
     for _ in range(9):
         client._input = clipped
@@ -207,7 +216,7 @@ def test_mask_step_vs_keystream(benchmark, n):
         raws.append(_raw_keystream_seconds(word * (d + 1) * (k + 1), repeats=1))
     masks, rounding = word * (d + 1) * (k + 1), 4 * d
     benchmark.extra_info.update({
-        "modulus_bits": aggregator.fixed_point.modulus_bits, "word_bytes": word,
+        "modulus_bits": aggregator.fixed_point.modulus_bits, "mask_bytes_per_value": word,
         "step_cpu_s_min": min(steps), "raw_keystream_cpu_s_min": min(raws),
         "step_over_keystream": min(steps) / min(raws),
         "median_step_over_keystream": statistics.median(steps) / statistics.median(raws),

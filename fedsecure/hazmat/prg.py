@@ -1,4 +1,4 @@
-"""The mask PRG: AES-256-CTR keystream words added to (or subtracted from) a vector.
+"""The mask PRG: AES-256-CTR keystream values added to (or subtracted from) a vector.
 
 Theory of operation (Bonawitz et al., CCS'17, section 4): a client masks its input with one
 pseudorandom vector per pairwise secret (added or subtracted, so that the two ends cancel in the
@@ -6,9 +6,15 @@ sum) plus a self-mask.  ``MaskPRG(seed, context)`` turns a full-entropy 32-byte 
 agreed X25519 secret or a self-mask seed) into that vector: the AES-256 key is
 ``derive_key(seed, purpose="mask-prg", context=context)`` -- ``context`` carries session, round
 and pair so every mask is domain-separated -- and the stream is AES-256-CTR (zero IV) over
-zeros, read as little-endian uint32 or uint64 words.  Arithmetic wraps mod 2^32 / 2^64; any ring
-Z_{2^k} with k <= the word width is obtained by one final reduction, since 2^k divides 2^32 and
-2^64.  A PRG is a stream: successive calls continue where the previous one stopped.
+zeros.  A mask of the ring Z_{2^b} (``bits=b``; default the word width) reads value i as the
+``w = draw_bytes(b)`` little-endian keystream bytes at offset i * w, mod 2^b: w = ceil(b / 8) = 5
+or 6 for 33 <= b <= 48 (issue #17: a 34-bit ring draws 5 bytes, not 8), else the whole word
+(4 bytes for b <= 32, 8 for b > 48), so word-width rings read exactly the uint32 / uint64 words
+they always did.  Each value mod 2^b is exactly uniform, since 2^b divides 2^(8w).  Results are
+reduced mod 2^b.  Narrower draws (b <= 24 in 1-3 bytes, 49..56 in 7) were measured no faster than
+whole words -- extracting them costs what the keystream saved -- so they are not used.  Every value
+is a whole number of bytes, so a PRG is a byte stream: successive calls continue where the
+previous one stopped.
 
 Speed: the client is PRG-bound, so adding masks never allocates per call: OpenSSL writes the
 keystream with ``update_into`` into one scratch buffer per thread, reused by every PRG.
@@ -17,7 +23,9 @@ chunk of the output before the next chunk -- so the output is read and written f
 once, not once per mask.  Within a chunk, the keystreams of GROUP masks of one sign are written
 side by side and added by one numba pass (``out += r0 + r1 + r2 + r3``), so the output chunk
 crosses the cache once per GROUP masks; GROUP + 1 chunks of 128 KiB stay in L2 cache
-(benchmarks/bench_secaggplus.py, ``test_mask_step_vs_keystream``).
+(benchmarks/bench_secaggplus.py, ``test_mask_step_vs_keystream``).  Narrow values are read 8 at
+a time (8 values of w bytes = w whole uint64 words) with constant shifts; the bytes above a
+value (the next value's) fall to the final mod 2^b, which needs b <= 8w.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from fedsecure.hazmat.agreement import derive_key
 
 SEED_BYTES = 32
 CHUNK_BYTES = 128 * 1024
-GROUP = 4
+GROUP = 4  # the narrow kernel below adds at most 4 rows
+_ROW_WORDS = CHUNK_BYTES // 8  # uint64 stream words per scratch row
 WORD_DTYPES = (np.dtype("<u4"), np.dtype("<u8"))
+NARROW_BYTES = (5, 6)  # value widths drawn narrower than their word: rings of 33..48 bits
 _SLACK = 15  # update_into wants room for one block beyond the data
 _ZEROS = memoryview(bytes(CHUNK_BYTES))
 _SCRATCH = threading.local()
@@ -59,26 +69,38 @@ class MaskPRG:
                          context=context)
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
 
-    def words(self, count: int, dtype: str) -> np.ndarray:
-        """The next ``count`` keystream words as a new array of ``dtype`` ("<u4" or "<u8")."""
+    def words(self, count: int, dtype: str, bits: int | None = None) -> np.ndarray:
+        """The next ``count`` values of a ``bits``-bit ring (default: the word width) as a new
+        array of ``dtype`` ("<u4" or "<u8"): ``draw_bytes(bits, dtype)`` keystream bytes each."""
         if not isinstance(count, int) or count < 0:
             raise ConfigurationError(f"count={count!r}: must be an integer >= 0")
         out = np.zeros(count, dtype=_word_dtype(dtype))
-        self.add_into(out)
+        self.add_into(out, bits=bits)
         return out
 
-    def add_into(self, out: np.ndarray, sign: int = 1) -> None:
-        """``out += sign * next len(out) words``, in place, wrapping mod 2^32 or 2^64."""
-        add_masks_into(out, [(self, sign)])
+    def add_into(self, out: np.ndarray, sign: int = 1, bits: int | None = None) -> None:
+        """``out = (out + sign * next len(out) values) mod 2^bits``, in place."""
+        add_masks_into(out, [(self, sign)], bits=bits)
+
+
+def draw_bytes(bits: int, dtype) -> int:
+    """Keystream bytes drawn per value of a ring of ``bits`` bits in words of ``dtype``:
+    ceil(bits / 8) = 5 or 6 for a ring of 33..48 bits, else the whole word (4 or 8 bytes):
+    narrower draws measured slower there (see the module docstring)."""
+    resolved = _word_dtype(dtype)
+    width = (_ring_bits(bits, resolved) + 7) // 8
+    return width if width in NARROW_BYTES else resolved.itemsize
 
 
 def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
-                   prepare: Callable[[int, np.ndarray], None] | None = None) -> None:
-    """``out += sign * next len(out) words of prg`` for every ``(prg, sign)`` in ``masks``,
-    in place, wrapping mod 2^32 or 2^64 -- the same result as one ``add_into`` per mask, in
-    one pass over ``out``: chunk by chunk, ``prepare(start, part)`` (if given) first writes
-    ``part = out[start:start + len(part)]``, then every mask is added to that chunk while it
-    is in cache."""
+                   prepare: Callable[[int, np.ndarray], None] | None = None,
+                   bits: int | None = None) -> None:
+    """``out = (out + sign * next len(out) values of prg) mod 2^bits`` for every ``(prg,
+    sign)`` in ``masks``, in place (``bits`` defaults to the word width: 32 or 64) -- the same
+    result as one ``add_into`` per mask, in one pass over ``out``: chunk by chunk,
+    ``prepare(start, part)`` (if given) first writes ``part = out[start:start + len(part)]``,
+    then every mask is added to that chunk while it is in cache.  Value i of a PRG is its
+    next ``draw_bytes(bits)`` keystream bytes, little-endian, mod 2^bits."""
     for _, sign in masks:
         if sign not in (1, -1):
             raise ConfigurationError(f"sign={sign!r}: must be 1 or -1")
@@ -86,6 +108,8 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
             or not out.flags.writeable:
         raise ConfigurationError("out: must be a writeable, C-contiguous 1-D numpy array")
     dtype = _word_dtype(out.dtype)
+    bits = 8 * dtype.itemsize if bits is None else _ring_bits(bits, dtype)
+    width = draw_bytes(bits, dtype)
     if out.size == 0:
         return
     groups = []  # (keystream writers, subtract?) of at most GROUP masks of one sign
@@ -93,48 +117,110 @@ def add_masks_into(out: np.ndarray, masks: Sequence[tuple[MaskPRG, int]],
         writers = [prg._encryptor.update_into for prg, own in masks if own == sign]
         groups += [(writers[i:i + GROUP], sign == -1) for i in range(0, len(writers), GROUP)]
     scratch = _scratch()
-    per_row = CHUNK_BYTES // dtype.itemsize
-    rows = np.frombuffer(scratch, dtype=dtype, count=GROUP * per_row).reshape(GROUP, per_row)
+    per_row = CHUNK_BYTES // dtype.itemsize  # values per chunk: a multiple of 8
+    mask = dtype.type((1 << bits) - 1)
+    if width == dtype.itemsize:
+        rows = np.frombuffer(scratch, dtype=dtype, count=GROUP * per_row).reshape(GROUP, per_row)
+    else:  # every row as uint64 stream words, the spare bytes after the last one included
+        stream = np.frombuffer(scratch, dtype="<u8", count=len(scratch) // 8)
     slots = [memoryview(scratch)[r * CHUNK_BYTES:] for r in range(GROUP)]  # row r and on
     for start in range(0, len(out), per_row):
         part = out[start:start + per_row]
         if prepare is not None:
             prepare(start, part)
-        zeros = _ZEROS[:part.nbytes]
+        zeros = _ZEROS[:len(part) * width]
+        if not groups:  # each kernel pass reduces mod 2^bits; without one, reduce here
+            np.bitwise_and(part, mask, out=part)
         for writers, subtract in groups:
             for slot, write in zip(slots, writers):
                 write(zeros, slot)  # the 15 spare bytes spill into the next row, written later
-            _add_rows(part, rows, len(writers), subtract)
+            if width == dtype.itemsize:
+                _add_rows(part, rows, len(writers), mask, subtract)
+            else:
+                _add_narrow_rows(part, stream, len(writers), width, mask, subtract)
 
 
 @njit(cache=True)
-def _add_rows(out, rows, count, subtract):
-    """out -= or += rows[0] + ... + rows[count - 1] (over len(out) words), wrapping."""
+def _add_rows(out, rows, count, mask, subtract):
+    """out = (out -/+ (rows[0] + ... + rows[count - 1])) & mask (over len(out) words)."""
     if count == 4:  # one loop per count, so that each vectorises
         for i in range(out.size):
-            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i], subtract)
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i] + rows[3, i], mask, subtract)
     elif count == 3:
         for i in range(out.size):
-            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i], subtract)
+            _add_word(out, i, rows[0, i] + rows[1, i] + rows[2, i], mask, subtract)
     elif count == 2:
         for i in range(out.size):
-            _add_word(out, i, rows[0, i] + rows[1, i], subtract)
+            _add_word(out, i, rows[0, i] + rows[1, i], mask, subtract)
     else:
         for i in range(out.size):
-            _add_word(out, i, rows[0, i], subtract)
+            _add_word(out, i, rows[0, i], mask, subtract)
 
 
 @njit(cache=True, inline="always")
-def _add_word(out, i, total, subtract):
+def _add_word(out, i, total, mask, subtract):
     if subtract:
-        out[i] -= total
+        out[i] = (out[i] - out.dtype.type(total)) & mask
     else:
-        out[i] += total
+        out[i] = (out[i] + out.dtype.type(total)) & mask
 
 
-def expand(seed: bytes, context: bytes, count: int, dtype: str) -> np.ndarray:
-    """The first ``count`` words of ``MaskPRG(seed, context)``."""
-    return MaskPRG(seed, context).words(count, dtype)
+@njit(cache=True)
+def _add_narrow_rows(out, stream, count, width, mask, subtract):
+    """Like :func:`_add_rows` for ``width`` = 5 or 6 bytes a value: value i of row r is the
+    ``width`` bytes at byte ``i * width`` of the row (``stream[r * _ROW_WORDS:]``).  Each
+    width is its own inlined copy, so that its shifts are constants (5x faster than variable
+    shifts; so are the row stride a constant and the rows not a loop)."""
+    if width == 5:
+        _add_narrow(out, stream, count, 5, mask, subtract)
+    else:
+        _add_narrow(out, stream, count, 6, mask, subtract)
+
+
+@njit(cache=True, inline="always")
+def _add_narrow(out, stream, count, width, mask, subtract):
+    blocks = out.size // 8  # 8 values = ``width`` whole stream words
+    for j in range(blocks):
+        for k in range(8):
+            first = j * width + k * width // 8
+            shift = k * width % 8 * 8
+            total = _stream_value(stream, first, shift)
+            if count > 1:
+                total += _stream_value(stream, first + _ROW_WORDS, shift)
+            if count > 2:
+                total += _stream_value(stream, first + 2 * _ROW_WORDS, shift)
+            if count > 3:
+                total += _stream_value(stream, first + 3 * _ROW_WORDS, shift)
+            _add_word(out, 8 * j + k, total, mask, subtract)
+    for i in range(8 * blocks, out.size):  # the last chunk's tail
+        first = i * width // 8
+        shift = i * width % 8 * 8
+        total = _stream_value(stream, first, shift)
+        for r in range(1, count):
+            total += _stream_value(stream, first + r * _ROW_WORDS, shift)
+        _add_word(out, i, total, mask, subtract)
+
+
+@njit(cache=True, inline="always")
+def _stream_value(stream, first, shift):
+    """The 64 stream bits from bit ``shift`` of word ``first`` on (above the value's own
+    bytes: the next bytes of the stream, which the caller's mask drops)."""
+    if shift == 0:
+        return stream[first]
+    return (stream[first] >> np.uint64(shift)) | (stream[first + 1] << np.uint64(64 - shift))
+
+
+def expand(seed: bytes, context: bytes, count: int, dtype: str,
+           bits: int | None = None) -> np.ndarray:
+    """The first ``count`` values of ``MaskPRG(seed, context)`` (see ``MaskPRG.words``)."""
+    return MaskPRG(seed, context).words(count, dtype, bits)
+
+
+def _ring_bits(bits, dtype: np.dtype) -> int:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 8 * dtype.itemsize:
+        raise ConfigurationError(f"bits={bits!r}: must be an integer in [1, {8 * dtype.itemsize}]"
+                                 f" for {dtype.str} words")
+    return bits
 
 
 def _word_dtype(dtype) -> np.dtype:

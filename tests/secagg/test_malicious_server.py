@@ -19,7 +19,7 @@ from fedsecure.errors import (
     UnsafeRequest,
 )
 from fedsecure.hazmat import agree, generate_keypair, reconstruct_secrets, share_from_bytes
-from fedsecure.kernels import dequantize, reduce_into, unpack
+from fedsecure.kernels import dequantize, unpack
 from fedsecure.messages import (
     ConsistencyCheck,
     KeyRoster,
@@ -219,12 +219,11 @@ def test_semi_honest_mode_a_substituted_roster_reveals_the_victims_input():
     fixed = aggregator.fixed_point
     words = unpack(masked.masked, aggregator.spec.vector_length + 1, fixed.modulus_bits,
                    fixed.dtype)
-    masking.add_self_mask(words, seed, 1, context, -1)
+    masking.add_self_mask(words, seed, 1, context, -1, fixed.modulus_bits)
     for peer, (_, mask_fake) in fakes.items():
         pair_seed = agree(masking_private, mask_fake.public)
         masking.add_pairwise_mask(words, pair_seed, 1, peer, context,
-                                  -masking.pairwise_sign(1, peer))
-    reduce_into(words, fixed.modulus_bits)
+                                  -masking.pairwise_sign(1, peer), fixed.modulus_bits)
     recovered = dequantize(words, modulus_bits=fixed.modulus_bits, scale=1.0)
     vector, weight = inputs[1]
     np.testing.assert_array_equal(recovered[:-1] / fixed.scale, vector * weight)

@@ -24,7 +24,7 @@ import pytest
 
 from fedsecure.errors import UnsafeRequest
 from fedsecure.hazmat import agree, reconstruct_secrets, share_from_bytes, sign
-from fedsecure.kernels import dequantize, reduce_into, unpack
+from fedsecure.kernels import dequantize, unpack
 from fedsecure.messages import (
     ConsistencyCheck,
     ConsistencySignature,
@@ -123,11 +123,10 @@ def unmask(h, masked: MaskedInput, seed: bytes, pair_seeds: dict[int, bytes]) ->
     agg = h.aggregator
     fixed, context = agg.fixed_point, masking.round_context(agg.session, agg.spec.round)
     words = unpack(masked.masked, agg.spec.vector_length + 1, fixed.modulus_bits, fixed.dtype)
-    masking.add_self_mask(words, seed, VICTIM, context, -1)
+    masking.add_self_mask(words, seed, VICTIM, context, -1, fixed.modulus_bits)
     for peer, pair_seed in pair_seeds.items():
         masking.add_pairwise_mask(words, pair_seed, VICTIM, peer, context,
-                                  -masking.pairwise_sign(VICTIM, peer))
-    reduce_into(words, fixed.modulus_bits)
+                                  -masking.pairwise_sign(VICTIM, peer), fixed.modulus_bits)
     return dequantize(words, modulus_bits=fixed.modulus_bits, scale=1.0)
 
 

@@ -51,7 +51,7 @@ from fedsecure.errors import (
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir, sign
 from fedsecure.hazmat.agreement import KeyPair
 from fedsecure.hazmat.prg import CHUNK_BYTES, add_masks_into
-from fedsecure.kernels import Quantizer, pack, reduce_into
+from fedsecure.kernels import Quantizer, pack
 from fedsecure.messages import (
     SERVER_ID,
     AddressedCiphertext,
@@ -333,7 +333,7 @@ class SecAggClient(PhasedClient):
         """The quantized input and weight plus every mask, mod 2^k, in one pass over the
         words: chunk by chunk, the input is quantized straight into the chunk (its rounding
         randomness an AES-CTR stream under a fresh seed) and every mask is added while the
-        chunk is in cache (``hazmat.prg.add_masks_into``)."""
+        chunk is in cache (``hazmat.prg.add_masks_into``, which reduces mod 2^k)."""
         fixed = self.agg.fixed_point
         vector, weight = self._take_input()
         words = np.empty(vector.shape[0] + 1, dtype=fixed.dtype)
@@ -353,8 +353,8 @@ class SecAggClient(PhasedClient):
         masks = [(masking.self_mask(self._seed, self.party_id, self.context), +1)]
         masks += [(masking.pairwise_mask(self._mask_seeds[peer], self.party_id, peer, self.context),
                    masking.pairwise_sign(self.party_id, peer)) for peer in sorted(peers)]
-        add_masks_into(words, masks, prepare=quantize_chunk)
-        reduce_into(words, fixed.modulus_bits)
+        # each mask value drawn in the ring's width, the words left reduced mod 2^k
+        add_masks_into(words, masks, prepare=quantize_chunk, bits=fixed.modulus_bits)
         self._input = None  # the only use of the input: release it before the round ends
         return words
 

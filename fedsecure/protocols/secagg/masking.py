@@ -2,7 +2,9 @@
 
 Every mask is AES-256-CTR keystream (``hazmat.prg.MaskPRG``) keyed through HKDF by a full
 32-byte secret and a context that binds the protocol, session, round and parties, so no two
-masks of different rounds, sessions or pairs share a keystream:
+masks of different rounds, sessions or pairs share a keystream.  A mask of the ring Z_{2^k}
+reads each value from ``hazmat.prg.draw_bytes(k)`` keystream bytes (5 or 6 for k in 33..48, else
+the whole 4- or 8-byte word), so client and server pass the ring's modulus bits:
 
 * self mask of u:       seed b_u (32 random bytes),        context "self"     | session | round | u
 * pairwise mask of u,v: seed X25519(s_sk_u, s_pk_v),        context "pairwise" | session | round | min | max
@@ -53,14 +55,18 @@ def pairwise_mask(seed: bytes, own: int, peer: int, context: bytes) -> MaskPRG:
     return MaskPRG(seed, b"pairwise" + context + _pair(own, peer))
 
 
-def add_self_mask(vector: np.ndarray, seed: bytes, owner: int, context: bytes, sign: int) -> None:
-    self_mask(seed, owner, context).add_into(vector, sign)
+def add_self_mask(vector: np.ndarray, seed: bytes, owner: int, context: bytes, sign: int,
+                  bits: int) -> None:
+    """Add ``sign`` times ``owner``'s self mask of the ``bits``-bit ring into ``vector`` (in
+    place, mod 2^bits)."""
+    self_mask(seed, owner, context).add_into(vector, sign, bits)
 
 
 def add_pairwise_mask(vector: np.ndarray, seed: bytes, own: int, peer: int, context: bytes,
-                      sign: int) -> None:
-    """Add ``sign`` times the (own, peer) pairwise mask into ``vector`` (in place, wrapping)."""
-    pairwise_mask(seed, own, peer, context).add_into(vector, sign)
+                      sign: int, bits: int) -> None:
+    """Add ``sign`` times the (own, peer) pairwise mask of the ``bits``-bit ring into
+    ``vector`` (in place, mod 2^bits)."""
+    pairwise_mask(seed, own, peer, context).add_into(vector, sign, bits)
 
 
 def agreed_secrets(private: bytes, peer_publics: dict[int, bytes]) -> dict[int, bytes]:

@@ -45,7 +45,7 @@ from fedsecure.errors import (
 )
 from fedsecure.hazmat import agree, check_public_key, public_key_of, shamir
 from fedsecure.hazmat.prg import add_masks_into
-from fedsecure.kernels import add_packed_into, dequantize, reduce_into
+from fedsecure.kernels import add_packed_into, dequantize
 from fedsecure.messages import (
     AddressedCiphertext,
     AdvertiseKeys,
@@ -405,9 +405,9 @@ class SecAggServer(PhasedServer):
             # undo what each surviving ``peer`` added for the pair (peer, dropped)
             masks += [(masking.pairwise_mask(seed, dropped, peer, self.context),
                        -masking.pairwise_sign(peer, dropped)) for peer, seed in pair_seeds.items()]
-        add_masks_into(total, masks)  # one pass over the sum, every mask added chunk by chunk
+        # one pass over the sum, every mask added chunk by chunk, the result reduced mod 2^k
+        add_masks_into(total, masks, bits=fixed.modulus_bits)
         self._sum = None
-        reduce_into(total, fixed.modulus_bits)
         return total
 
     def _check_totals(self, decoded: np.ndarray) -> None:
