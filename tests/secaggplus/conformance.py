@@ -1,5 +1,6 @@
 """Conformance vectors for the SecAgg+ building blocks: graph derivation (from the session and
-round, and in malicious mode from the closed registration), parameters, packing.
+round, and in malicious mode from the closed registration), parameters, packing, and mask
+values by ring width (SecAgg SPEC, "Mask PRG").
 
 ``python -m tests.secaggplus.conformance`` rewrites ``protocols/secaggplus/vectors/*.json``;
 only do that for a deliberate change of the specification, and say so in the change.
@@ -113,6 +114,19 @@ def packing_vector(dtype: str, bits: int) -> dict:
             "packed": pack(words, bits).tobytes().hex()}
 
 
+MASK_RINGS = [("<u4", 24), ("<u4", 32), ("<u8", 34), ("<u8", 40), ("<u8", 48), ("<u8", 49),
+              ("<u8", 64)]
+MASK_SEED, MASK_CONTEXT, MASK_VALUES = bytes(range(32)), b"fedsecure-mask-vector", 19
+
+
+def mask_vector(dtype: str, bits: int) -> dict:
+    """The first values of one mask of a ``bits``-bit ring: 19 values straddle the 8-value
+    blocks of the 5- and 6-byte draws."""
+    values = expand(MASK_SEED, MASK_CONTEXT, MASK_VALUES, dtype, bits)
+    return {"dtype": dtype, "bits": bits, "seed": MASK_SEED.hex(),
+            "context": MASK_CONTEXT.hex(), "values": [int(v) for v in values]}
+
+
 def malformed_packings() -> list[dict]:
     """Byte strings a receiver must refuse (MalformedMessage) for the stated count and width."""
     good = pack(np.array([5, 1, 6], dtype="<u4"), 3).tobytes()  # 9 bits: 2 bytes, 7 spare bits
@@ -138,6 +152,9 @@ def build_vectors() -> dict[str, dict]:
         "packing": common | {"section": "Packing",
                              "cases": [packing_vector(d, b) for d, b in PACKING_WIDTHS],
                              "malformed": malformed_packings()},
+        "mask_values": {"protocol": "secagg", "spec": "protocols/secagg/SPEC.md",
+                        "section": "Mask PRG",
+                        "cases": [mask_vector(d, b) for d, b in MASK_RINGS]},
     }
 
 

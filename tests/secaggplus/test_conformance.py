@@ -1,4 +1,4 @@
-"""Replay the SecAgg+ conformance vectors: graph derivation, parameters and packing."""
+"""Replay the SecAgg+ conformance vectors: graph derivation, parameters, packing and mask values."""
 
 from __future__ import annotations
 
@@ -82,3 +82,11 @@ def test_malformed_packings_are_refused(case):
     for decode in (unpack, unpack_reference):
         with pytest.raises(MalformedMessage):
             decode(bytes.fromhex(case["packed"]), case["count"], case["bits"], case["dtype"])
+
+
+@pytest.mark.parametrize("case", load("mask_values")["cases"],
+                         ids=lambda c: f"{c['dtype']}-{c['bits']}")
+def test_mask_values_replay(case):
+    values = expand(bytes.fromhex(case["seed"]), bytes.fromhex(case["context"]),
+                    len(case["values"]), case["dtype"], case["bits"])
+    assert values.tolist() == case["values"]
