@@ -49,6 +49,9 @@ class PartyStats:
     bytes_received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds_by_phase: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     cpu_seconds_by_phase: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    input_cpu_seconds: float = 0.0
+    """CPU seconds spent making the party's input on demand inside its steps
+    (:meth:`PartyDriver.untimed`): the caller's work, not counted in the phases."""
 
     @property
     def total_bytes_sent(self) -> int:
@@ -86,6 +89,7 @@ class PartyDriver:
         self.on_event = on_event
         self.codec = codec
         self.stats = PartyStats()
+        self._untimed_s = self._untimed_cpu_s = 0.0  # time of untimed() calls so far
         self.is_server = isinstance(party, ServerParty)
         self.gave_up = False
         self._started = started  # True for a party restored from a snapshot
@@ -138,14 +142,30 @@ class PartyDriver:
         return min(times) if times else None
 
     # ------------------------------------------------------------------ internals
+    def untimed(self, fn):
+        """``fn()``, called from inside one of this party's steps (e.g. an input source made
+        on demand), its time left out of the step's phase: its CPU goes to
+        ``stats.input_cpu_seconds`` instead."""
+        began, cpu_began = time.perf_counter(), time.thread_time()
+        try:
+            return fn()
+        finally:
+            cpu = time.thread_time() - cpu_began
+            self._untimed_s += time.perf_counter() - began
+            self._untimed_cpu_s += cpu
+            self.stats.input_cpu_seconds += cpu
+
     def _timed(self, fn, *args):
         phase = self.party.phase
+        untimed_s, untimed_cpu_s = self._untimed_s, self._untimed_cpu_s
         began, cpu_began = time.perf_counter(), time.thread_time()
         try:
             return fn(*args)
         finally:
-            self.stats.seconds_by_phase[phase] += time.perf_counter() - began
-            self.stats.cpu_seconds_by_phase[phase] += time.thread_time() - cpu_began
+            self.stats.seconds_by_phase[phase] += (
+                time.perf_counter() - began - (self._untimed_s - untimed_s))
+            self.stats.cpu_seconds_by_phase[phase] += (
+                time.thread_time() - cpu_began - (self._untimed_cpu_s - untimed_cpu_s))
 
     def _deliver(self, source: int, data: bytes) -> None:
         limit = self.party.max_message_bytes

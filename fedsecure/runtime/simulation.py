@@ -9,7 +9,8 @@ Lean mode (``lean=True``, for 1000+ clients x 10^6 values on one machine): the s
 and parties, held differently.  Inputs may be a callable ``client_id -> (vector, weight)``,
 called only when the client's protocol first reads its input
 (:meth:`~fedsecure.protocols.phased.PhasedClient.set_input_source`; for SecAgg, when it
-masks), so neither the caller nor the clients hold every vector at once; the server is
+masks; its CPU goes to ``PartyStats.input_cpu_seconds``, not to the client's phases), so
+neither the caller nor the clients hold every vector at once; the server is
 stepped after every client step, so at most one upload waits in its inbox (instead of n);
 and a client's driver and party are released as soon as it has answered its last message
 (only its :class:`PartyStats` are kept).  What stays is what the protocol itself holds: the
@@ -20,6 +21,7 @@ is the process's peak resident memory during the round (Linux: VmHWM, reset at t
 from __future__ import annotations
 
 import resource
+from functools import partial
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,11 +133,14 @@ def simulate_round(
     drivers = [server_driver]
     for client_id in client_ids:
         client = aggregator.client(client_id)
+        driver = driver_for(client)
         if lean and callable(inputs) and hasattr(client, "set_input_source"):
-            client.set_input_source(lambda client_id=client_id: input_of(client_id))
+            # made inside the client's step, its CPU not counted as the client's (stats)
+            client.set_input_source(lambda made=partial(input_of, client_id), driver=driver:
+                                    driver.untimed(made))
         else:
             client.set_input(*input_of(client_id))
-        drivers.append(driver_for(client))
+        drivers.append(driver)
     stats = {d.party.party_id: d.stats for d in drivers}
 
     while not all(d.done for d in drivers):

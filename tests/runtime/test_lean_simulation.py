@@ -115,3 +115,31 @@ def test_finished_clients_are_released(monkeypatch):
     assert report.error is None, report.error
     assert len(parties) == N
     assert alive_when_server_finishes == [1]  # only the late client is still held
+
+
+def test_input_made_on_demand_is_not_counted_as_the_clients_work(monkeypatch):
+    """A lean client makes its input inside a step; that time is the caller's: it goes to
+    ``input_cpu_seconds``, not to the client's phases.  The driver's clocks are frozen
+    except while a source runs, which advances them by 100 s."""
+    import fedsecure.runtime.driver as driver_module
+
+    class FrozenClocks:
+        now = 0.0
+
+        def perf_counter(self):
+            return self.now
+
+        thread_time = perf_counter
+
+    clocks = FrozenClocks()
+    monkeypatch.setattr(driver_module, "time", clocks)
+
+    def slow_source(client_id):
+        clocks.now += 100.0
+        return _input(client_id)
+
+    report = simulate_round(_aggregator("secagg"), slow_source, lean=True)
+    assert report.error is None, report.error
+    for party_id, stats in report.stats.items():
+        assert stats.total_cpu_seconds == 0.0 and stats.total_seconds == 0.0
+        assert stats.input_cpu_seconds == (0.0 if party_id == SERVER_ID else 100.0)
