@@ -14,17 +14,18 @@ neither the caller nor the clients hold every vector at once; the server is
 stepped after every client step, so at most one upload waits in its inbox (instead of n);
 and a client's driver and party are released as soon as it has answered its last message
 (only its :class:`PartyStats` are kept).  What stays is what the protocol itself holds: the
-clients' keys and shares, the input of the one client masking, the server's running sum.  ``RoundReport.peak_rss_bytes``
-is the process's peak resident memory during the round (Linux: VmHWM, reset at the start).
+clients' keys and shares, the input of the one client masking, the server's running sum.
+``RoundReport.peak_rss_bytes`` is the process's peak resident memory during the round (Linux:
+VmHWM, reset at the start).
 """
 
 from __future__ import annotations
 
 import resource
-from functools import partial
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -136,8 +137,7 @@ def simulate_round(
         driver = driver_for(client)
         if lean and callable(inputs) and hasattr(client, "set_input_source"):
             # made inside the client's step, its CPU not counted as the client's (stats)
-            client.set_input_source(lambda made=partial(input_of, client_id), driver=driver:
-                                    driver.untimed(made))
+            client.set_input_source(partial(driver.untimed, partial(input_of, client_id)))
         else:
             client.set_input(*input_of(client_id))
         drivers.append(driver)
