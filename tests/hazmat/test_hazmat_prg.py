@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from fedsecure.errors import ConfigurationError
 from fedsecure.hazmat.agreement import derive_key
-from fedsecure.hazmat.prg import CHUNK_BYTES, MaskPRG, add_masks_into, expand
+from fedsecure.hazmat.prg import CHUNK_BYTES, MaskPRG, expand
 
 SEED = bytes(range(32))
 CONTEXT = b"session=7|round=3|pair=(1,2)"
@@ -63,37 +63,6 @@ def test_add_into_wraps_exactly_across_chunk_boundaries(length, dtype):
     vector = np.zeros(length, dtype=dtype)  # 0 - w wraps to the two's complement of w
     MaskPRG(SEED, CONTEXT).add_into(vector, sign=-1)
     assert np.array_equal(vector, ~stream + np.array(1, dtype=dtype))
-
-
-@settings(max_examples=15, deadline=None)
-@given(length=st.integers(0, 5 * CHUNK_BYTES // 8 + 3), dtype=st.sampled_from(DTYPES),
-       signs=st.lists(st.sampled_from([1, -1]), max_size=10), offset=st.integers(0, 2))
-def test_add_masks_into_equals_one_add_into_per_mask(length, dtype, signs, offset):
-    """Chunk-major (every mask per chunk) gives what mask-major gives, after ``prepare`` wrote
-    each chunk, and leaves every PRG where ``add_into`` would (``offset`` words in)."""
-    contexts = [CONTEXT + bytes([i]) for i in range(len(signs))]
-    prgs = [MaskPRG(SEED, c) for c in contexts]
-    for prg in prgs:
-        prg.words(offset, dtype)
-    base = np.random.default_rng(length).integers(0, 2**32, length).astype(dtype)
-    expected = base.copy()
-    for context, sign in zip(contexts, signs):
-        one = MaskPRG(SEED, context)
-        one.words(offset, dtype)
-        one.add_into(expected, sign)
-    seen = []
-
-    def prepare(start, part):
-        assert 0 < part.nbytes <= CHUNK_BYTES and start == sum(len(p) for p in seen)
-        seen.append(part)
-        part[:] = base[start:start + len(part)]
-
-    got = np.zeros(length, dtype=dtype)
-    add_masks_into(got, list(zip(prgs, signs)), prepare=prepare)
-    assert np.array_equal(got, expected) and sum(len(p) for p in seen) == length
-    for prg, context in zip(prgs, contexts):
-        assert np.array_equal(prg.words(3, dtype), expand(SEED, context, offset + length + 3,
-                                                          dtype)[-3:])
 
 
 def test_contexts_and_seeds_separate_streams():

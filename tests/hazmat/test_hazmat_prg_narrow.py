@@ -78,7 +78,8 @@ def test_successive_narrow_calls_continue_the_stream(bits, sizes):
        signs=st.lists(st.sampled_from([1, -1]), max_size=9), offset=st.integers(0, 3))
 def test_add_masks_into_equals_the_reference_sum(ring, length, signs, offset):
     """GROUP masks of one sign per pass, chunk by chunk, after ``prepare`` wrote each chunk,
-    from PRGs ``offset`` values in: the reference sum mod 2^b, and one add_into per mask."""
+    from PRGs ``offset`` values in: the reference sum mod 2^b, and one add_into per mask; every
+    PRG is left where add_into would leave it."""
     dtype, bits = ring
     contexts = [CONTEXT + bytes([i]) for i in range(len(signs))]
     base = np.random.default_rng(length).integers(0, 2**32, length).astype(dtype)
@@ -103,6 +104,9 @@ def test_add_masks_into_equals_the_reference_sum(ring, length, signs, offset):
     add_masks_into(got, list(zip(prgs, signs)), prepare=prepare, bits=bits)
     assert [int(v) for v in got] == [int(v) % 2**bits for v in expected]
     assert np.array_equal(one_each, got) and sum(len(p) for p in seen) == length
+    for prg, context in zip(prgs, contexts):
+        assert np.array_equal(prg.words(3, dtype, bits),
+                              reference(context, 3, dtype, bits, offset + length))
 
 
 @settings(max_examples=20, deadline=None)
