@@ -207,3 +207,10 @@ def test_a_threshold_a_lying_server_always_breaks_has_no_security():
     assert graph_guarantee(100, 16, 8, corrupt_fraction=0.05, dropout_fraction=0.1).security_bits > 0
     with pytest.raises(ConfigurationError):
         graph_guarantee(100, 15, 8, corrupt_fraction=0.05, dropout_fraction=0.1)
+
+
+def test_a_certain_bad_event_reports_zero_bits_not_negative_zero():
+    """A degree-2 ring with 30 % corrupt and 30 % dropped clients: the bounds reach 1."""
+    reached = graph_guarantee(100, 2, 2, corrupt_fraction=0.3, dropout_fraction=0.3)
+    for bits in (reached.security_bits, reached.correctness_bits):
+        assert bits == 0.0 and math.copysign(1.0, bits) == 1.0

@@ -199,7 +199,7 @@ def _log_choose(n: int, r: int) -> float:
 
 
 def _bits(p: float) -> float:
-    return -math.log2(p) if p > 0 else math.inf
+    return max(0.0, -math.log2(p)) if p > 0 else math.inf  # p = 1: 0 bits, not -0.0
 
 
 def _positive_int(name: str, value) -> int:
