@@ -20,9 +20,8 @@ import statistics
 import numpy as np
 import pytest
 
-from fedsecure.hazmat import generate_signing_key
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
-from fedsecure.protocols.identity import StaticRegistry
+from fedsecure.protocols.identity import enroll_simulated
 from fedsecure.protocols.secagg.parameters import find_graph_parameters
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
@@ -30,24 +29,19 @@ from fedsecure.runtime.simulation import simulate_round
 
 CASES = [(50, 10**4), (100, 10**4), (100, 10**5)]
 PLUS_CASES = [(100, 10**4), (1000, 10**4)]
-REGISTRAR_NONCE = bytes(range(32))
 TAGS = ("EncryptedShares", "MaskedInput", "UnmaskShares")
 _MEASURED: dict[tuple, dict[str, float]] = {}
 
 
-def _options(security: str, n: int, protocol: str = "secagg") -> dict:
+def _options(security: str, n: int) -> dict:
     if security == "semi-honest":
         return {}
     if security == "semi-honest-same-graph":  # the degree and threshold malicious mode takes
         found = find_graph_parameters(n, corrupt_fraction=0.05, dropout_fraction=0.1,
                                       adversary="semi-malicious")
         return {"degree": found.degree, "threshold": found.threshold}
-    keys = {c: generate_signing_key(DeterministicRandom(f"id{c}")) for c in range(1, n + 1)}
-    public = {c: k.public for c, k in keys.items()}
-    if protocol == "secaggplus":  # a closed registration: the graph comes from it
-        public = StaticRegistry(public, nonce=REGISTRAR_NONCE)
-    return {"security": "malicious", "identities": public,
-            "identity_keys": {c: k.private for c, k in keys.items()}}
+    registry, private = enroll_simulated(range(1, n + 1), DeterministicRandom("identities"))
+    return {"security": "malicious", "identities": registry, "identity_keys": private}
 
 
 def _ids(cases):
@@ -72,7 +66,7 @@ def _measure(benchmark, protocol, n, d, security):
     inputs = {c: (data.uniform(-1, 1, d), int(data.integers(1, 101))) for c in spec.client_ids}
     dropped = data.choice(list(spec.client_ids), size=n // 10, replace=False)
     faults = [Silent(int(c), TAGS[i % len(TAGS)]) for i, c in enumerate(dropped)]
-    options = _options(security, n, protocol)
+    options = _options(security, n)
     reports, aggregators = [], []
 
     def one_round():

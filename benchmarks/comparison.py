@@ -43,10 +43,9 @@ import numpy as np
 
 from fedsecure.dp import make_dp_aggregator
 from fedsecure.errors import ConfigurationError
-from fedsecure.hazmat import generate_signing_key
 from fedsecure.messages import SERVER_ID
 from fedsecure.protocols.base import AggregationSpec, make_aggregator
-from fedsecure.protocols.identity import StaticRegistry
+from fedsecure.protocols.identity import enroll_simulated
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
@@ -54,7 +53,6 @@ from fedsecure.runtime.simulation import simulate_round
 CLIP_NORM = 1.0  # DP: L2 clip of each update
 NOISE_MULTIPLIER = 1.0  # DP: the noise of one round, sigma = z * C
 INPUT_NORM = 0.9
-REGISTRAR_NONCE = bytes(range(32))  # malicious SecAgg+: the closed registration's nonce
 UPLOAD = {"plaintext": "PlainUpdate", "secagg": "MaskedInput", "secaggplus": "MaskedInput",
           "ckks": "CkksUpdate"}
 """The message each protocol's client uploads its (masked, encrypted) vector in."""
@@ -139,14 +137,11 @@ GRIDS = {
 # --------------------------------------------------------------------------- round cases
 
 
-def _identities(n: int, protocol: str) -> dict:
-    """Registered identity keys for the malicious modes; SecAgg+ derives its graph from a
-    closed registration, so its registry also carries the registrar's (here: fixed) nonce."""
-    keys = {c: generate_signing_key(DeterministicRandom(f"identity-{c}")) for c in range(1, n + 1)}
-    public = {c: k.public for c, k in keys.items()}
-    if protocol == "secaggplus":
-        public = StaticRegistry(public, nonce=REGISTRAR_NONCE)
-    return {"identities": public, "identity_keys": {c: k.private for c, k in keys.items()}}
+def _identities(n: int) -> dict:
+    """Registered identity keys for the malicious modes (a closed registration, whose nonce
+    SecAgg+ derives its graph from), the same for every run."""
+    registry, private = enroll_simulated(range(1, n + 1), DeterministicRandom("identities"))
+    return {"identities": registry, "identity_keys": private}
 
 
 def check_available(technique: Technique) -> None:
@@ -177,7 +172,7 @@ def build_aggregator(technique: Technique, spec: AggregationSpec, dropout: float
     if technique.protocol == "secaggplus":
         options["dropout_fraction"] = max(dropout, 0.1)
     if technique.security == "malicious":
-        options.update(security="malicious", **_identities(spec.n_clients, technique.protocol))
+        options.update(security="malicious", **_identities(spec.n_clients))
     if technique.placement is not None:
         return make_dp_aggregator(technique.placement, spec, protocol=technique.protocol,
                                   protocol_options=options, clip_norm=CLIP_NORM,

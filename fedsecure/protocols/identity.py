@@ -26,7 +26,8 @@ from pathlib import Path
 
 from fedsecure.config import require
 from fedsecure.errors import ConfigurationError, IntegrityError
-from fedsecure.hazmat import verify
+from fedsecure.hazmat import generate_signing_key, verify
+from fedsecure.rng import DEFAULT_RNG, RandomSource
 
 IDENTITY_KEY_BYTES = 32
 NONCE_BYTES = 32
@@ -95,3 +96,15 @@ class StaticRegistry(IdentityRegistry):
     def registered(self) -> dict[int, bytes]:
         """Client id -> public key, for everyone registered (public information)."""
         return dict(self._keys)
+
+
+def enroll_simulated(client_ids, rng: RandomSource = DEFAULT_RNG
+                     ) -> tuple[StaticRegistry, dict[int, bytes]]:
+    """A closed registration for a simulation, where one process plays every client: a fresh
+    Ed25519 identity key per client id from ``rng``, then the registrar's nonce, drawn after
+    the last key.  Returns the registry and the private keys by client id (what
+    ``make_aggregator(..., security="malicious", identities=..., identity_keys=...)`` takes).
+    In a deployment each client makes its own key and only the public half is registered."""
+    keys = {int(c): generate_signing_key(rng) for c in client_ids}
+    registry = StaticRegistry({c: k.public for c, k in keys.items()}, nonce=rng.bytes(NONCE_BYTES))
+    return registry, {c: k.private for c, k in keys.items()}

@@ -32,6 +32,7 @@ from fedsecure.protocols.base import (
     available_protocols,
     make_aggregator,
 )
+from fedsecure.protocols.identity import enroll_simulated
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
 
@@ -57,6 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--allow-small-cohort", action="store_true",
                    help="let a secure protocol run a round whose result could be the sum of"
                         " only two clients (each then learns the other's input)")
+    p.add_argument("--security", choices=("semi-honest", "malicious"), default="semi-honest",
+                   help="secagg/secaggplus: semi-honest (default) or malicious (against a"
+                        " deviating server: signed messages and a consistency round; each"
+                        " simulated client gets an identity key, registered before the round)")
     p.add_argument("--lean", action="store_true",
                    help="lean simulation for large rounds: inputs made on demand, finished"
                         " clients released, peak RSS reported")
@@ -76,7 +81,7 @@ def run(args) -> int:
     spec = AggregationSpec(n_clients=args.clients, vector_length=args.dim,
                            max_weight=args.max_weight, clip=args.clip,
                            allow_small_cohort=args.allow_small_cohort)
-    aggregator = make_aggregator(args.protocol, spec)
+    aggregator = make_aggregator(args.protocol, spec, **_security_options(args, spec))
     data = np.random.default_rng(args.seed)  # synthetic inputs only, never secrets
     if args.lean:
         inputs = _OnDemandInputs(args)
@@ -137,7 +142,7 @@ def _summary(args, faults, report, wall: float) -> dict:
     return {
         "protocol": args.protocol, "clients": args.clients, "dim": args.dim,
         "dropout": args.dropout, "max_weight": args.max_weight, "clip": args.clip,
-        "seed": args.seed,
+        "seed": args.seed, "security": args.security,
         "silent": [{"client": f.party, "before": f.before} for f in faults],
         "outcome": "aborted" if result is None else "finished",
         "error": None if report.error is None else str(report.error),
@@ -168,6 +173,15 @@ class _OnDemandInputs:
 
     def __getitem__(self, client_id: int) -> tuple[np.ndarray, int]:
         return self(client_id)
+
+
+def _security_options(args, spec: AggregationSpec) -> dict:
+    if args.security == "semi-honest":
+        return {}
+    require(args.protocol in ("secagg", "secaggplus"), "--security", args.security,
+            "is available for --protocol secagg and secaggplus")
+    registry, private = enroll_simulated(spec.client_ids)
+    return {"security": "malicious", "identities": registry, "identity_keys": private}
 
 
 def _graph_summary(aggregator) -> dict | None:

@@ -54,6 +54,8 @@ def test_help_text_has_no_rest_markup_and_lists_every_protocol(fedsecure):
     (["simulate", "--clients", "1"], "fedsecure simulate: error: --clients=1: must be"),
     (["simulate", "--dropout", "1.5"], "fedsecure simulate: error: --dropout=1.5: must be in"),
     (["simulate", "--protocol", "rot13"], "--protocol='rot13': choose one of"),
+    (["simulate", "--protocol", "ckks", "--security", "malicious"],
+     "--security='malicious': is available for --protocol secagg and secaggplus"),
 ])
 def test_bad_simulate_values(fedsecure, argv, expected):
     assert expected in one_line_error(fedsecure(*argv), 2)

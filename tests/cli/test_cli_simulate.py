@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 
 def test_printed_counts_agree_with_the_result_and_the_json_report(fedsecure, tmp_path):
     done = fedsecure("simulate", "--clients", "20", "--dim", "1000", "--dropout", "0.25",
@@ -57,3 +59,20 @@ def test_secaggplus_prints_the_chosen_graph_and_runs_lean(fedsecure, tmp_path):
     assert report["peak_rss_bytes"] > 0 and report["ok"]
     # the dropouts of secaggplus strike at its own messages (not an unknown tag)
     assert report["dropped"] or report["silent_after_input"]
+
+
+@pytest.mark.parametrize("protocol", ["secagg", "secaggplus"])
+def test_malicious_security_signs_and_checks_consistency(fedsecure, tmp_path, protocol):
+    """``--security malicious``: identity keys registered for the simulated clients, every
+    survivor signs the survivor set (the consistency round), and the mean is still right."""
+    done = fedsecure("simulate", "--protocol", protocol, "--clients", "30", "--dim", "200",
+                     "--security", "malicious", "--quiet", "--out", "mal.json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "mal.json").read_text())
+    assert report["security"] == "malicious" and report["ok"]
+    assert report["bytes_by_message"]["ConsistencySignature"] > 0
+    plain = fedsecure("simulate", "--protocol", protocol, "--clients", "30", "--dim", "200",
+                      "--quiet", "--out", "plain.json")
+    assert plain.returncode == 0, plain.stderr
+    assert "ConsistencySignature" not in json.loads((tmp_path / "plain.json").read_text())[
+        "bytes_by_message"]
