@@ -241,13 +241,18 @@ class PhasedClient(ClientParty):
         return np.clip(array, -spec.clip, spec.clip), validate_weight(weight, spec.max_weight)
 
     def _take_input(self) -> tuple[np.ndarray, int]:
-        """This round's clipped (vector, weight), made from the source on first use."""
+        """This round's clipped (vector, weight), for its one use: made from the source if it
+        was deferred, and no longer held by the client afterwards."""
+        self._make_input()
+        taken, self._input = self._input, None
+        if taken is None:
+            raise LocalProtocolError("this client's input was already used (or never set)")
+        return taken
+
+    def _make_input(self) -> None:
         if self._input is None and self._input_source is not None:
             source, self._input_source = self._input_source, None
             self._input = self._clipped(*source())
-        if self._input is None:
-            raise LocalProtocolError("this client's input was already used (or never set)")
-        return self._input
 
     def start(self) -> None:
         if self._input is None and self._input_source is None:
@@ -296,8 +301,7 @@ class PhasedClient(ClientParty):
 
     def snapshot(self) -> bytes:
         """This party's round state as bytes, secrets included (``protocols/state.py``)."""
-        if self._input_source is not None:
-            self._take_input()  # a snapshot carries the input itself, not a way to make it
+        self._make_input()  # a snapshot carries the input itself, not a way to make it
         return state.snapshot(self)
 
     def restore(self, data: bytes) -> None:

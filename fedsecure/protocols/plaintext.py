@@ -32,7 +32,6 @@ class PlaintextClient(PhasedClient):
 
     def _begin(self) -> None:
         vector, weight = self._take_input()
-        self._input = None  # its only use: release it
         weighted = (vector * weight).astype(WIRE_DTYPE)
         self._send(PlainUpdate(weighted_update=ArrayPayload.pack(weighted),
                                weight=float(weight)))

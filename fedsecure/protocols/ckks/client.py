@@ -126,7 +126,6 @@ class CkksClient(PhasedClient):
         np.multiply(vector, weight, out=values[:-1])
         values[-1] = weight
         self._send(CkksUpdate(self._ckks.fingerprint, self._ckks.encrypt(values)))
-        self._input = None
         if self._decrypts:
             self._enter("updated")
         else:

@@ -355,7 +355,6 @@ class SecAggClient(PhasedClient):
                    masking.pairwise_sign(self.party_id, peer)) for peer in sorted(peers)]
         # each mask value drawn in the ring's width, the words left reduced mod 2^k
         add_masks_into(words, masks, prepare=quantize_chunk, bits=fixed.modulus_bits)
-        self._input = None  # the only use of the input: release it before the round ends
         return words
 
     def _forget_secrets(self) -> None:
