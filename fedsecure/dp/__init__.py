@@ -21,7 +21,8 @@ from fedsecure.dp.aggregators import (
 from fedsecure.dp.clipping import AdaptiveClip, l2_clip
 
 __all__ = [
-    "PLACEMENTS", "AdaptiveClip", "CentralDPAggregator", "DPAggregateResult", "DPAggregator", "DistributedDPAggregator",
+    "PLACEMENTS", "AdaptiveClip", "CentralDPAggregator", "DPAggregateResult", "DPAggregator",
+    "DistributedDPAggregator",
     "LocalDPAggregator", "PrivacyAccountant", "PrivacyBudget", "calibrate_noise_multiplier",
     "distributed_discrete_gaussian_event", "gaussian_event", "l2_clip", "laplace_event",
     "make_dp_aggregator",

@@ -50,7 +50,7 @@ from fedsecure.errors import (
 )
 from fedsecure.hazmat import agree_each, ephemeral_agreements, generate_keypair, seal, shamir, sign
 from fedsecure.hazmat.agreement import KeyPair
-from fedsecure.hazmat.prg import CHUNK_BYTES, add_masks_into
+from fedsecure.hazmat.prg import add_masks_into, chunk_values
 from fedsecure.kernels import Quantizer, pack
 from fedsecure.messages import (
     SERVER_ID,
@@ -338,8 +338,9 @@ class SecAggClient(PhasedClient):
         vector, weight = self._take_input()
         words = np.empty(vector.shape[0] + 1, dtype=fixed.dtype)
         rounding = KeystreamRandom.seeded_from(self.rng)
-        scratch = bytearray(4 * (CHUNK_BYTES // words.itemsize) + 15)  # 15: OpenSSL's spare
-        uniform = np.frombuffer(scratch, dtype="<u4", count=CHUNK_BYTES // words.itemsize)
+        chunk = chunk_values(fixed.dtype, fixed.modulus_bits)
+        scratch = bytearray(4 * chunk + 15)  # 15: OpenSSL's spare block
+        uniform = np.frombuffer(scratch, dtype="<u4", count=chunk)
         quantizer = Quantizer(scale=fixed.scale, clip=fixed.clip, weight=weight,
                               modulus_bits=fixed.modulus_bits, dtype=fixed.dtype)
 
