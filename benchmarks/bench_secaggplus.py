@@ -24,6 +24,7 @@ max_weight = 100), and per value at n = 100 with the default settings.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 import tracemalloc
@@ -152,13 +153,15 @@ def test_round(benchmark, protocol, n, d):
 
 def test_client_cost_growth(benchmark):
     """Mean client CPU of SecAgg+ at d = 1e5 for growing n, and the n = 400 / n = 100 ratio,
-    next to the same ratio of a client's floor: its raw keystream ((k + 1) masks of d + 1 ring
-    words and 4 bytes of rounding randomness per value) plus its 2 + 4k X25519
-    multiplications, unit costs timed in the same test."""
+    next to the same ratio of a client's floor: its raw keystream ((k + 1) masks of d + 1
+    values of ``draw_bytes`` bytes and 4 bytes of rounding randomness per value) plus its 2 + 4k
+    X25519 multiplications, unit costs timed in the same test.  n = 1000 shows the curve past
+    the finder's exact regime (at n = 100, 5 corrupt + 10 dropped < k: no bad event is
+    possible), where k grows with log n: the n = 1000 / n = 400 ratios, next to log ratios."""
     d, curve = 10**5, {}
 
     def rounds():
-        for n in (100, 200, 400):
+        for n in (100, 200, 400, 1000):
             spec = AggregationSpec(n_clients=n, vector_length=d, max_weight=100)
             aggregator = make_aggregator("secaggplus", spec)
             report = simulate_round(aggregator, _synthetic(d), faults=_faults(n), lean=True)
@@ -176,8 +179,11 @@ def test_client_cost_growth(benchmark):
     benchmark.extra_info.update({f"n{n}": {"degree": k, "modulus_bits": bits,
                                            "client_cpu_s": s, "client_floor_s": floors[n]}
                                  for n, (k, bits, _, s) in curve.items()})
-    benchmark.extra_info["client_cpu_400_over_100"] = curve[400][3] / curve[100][3]
-    benchmark.extra_info["client_floor_400_over_100"] = floors[400] / floors[100]
+    for high, low in ((400, 100), (1000, 400)):
+        benchmark.extra_info[f"client_cpu_{high}_over_{low}"] = curve[high][3] / curve[low][3]
+        benchmark.extra_info[f"client_floor_{high}_over_{low}"] = floors[high] / floors[low]
+        benchmark.extra_info[f"degree_{high}_over_{low}"] = curve[high][0] / curve[low][0]
+    benchmark.extra_info["log_n_1000_over_400"] = math.log(1000) / math.log(400)
 
 
 @pytest.mark.parametrize("n, max_weight", [(100, 1), (100, 100), (1000, 100)],
