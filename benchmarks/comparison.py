@@ -14,9 +14,10 @@ for the masking protocols' recovery.  Measured, from the simulator's per-party s
 
 * ``client_cpu_s`` / ``server_cpu_s`` -- CPU seconds of a surviving client (mean) and of the
   server, protocol work only; a client's ``set_input`` (where the DP wrappers clip and noise)
-  is timed here and added, as the simulator does not count it.  :func:`measure_case` turns
-  the garbage collector off during its rounds, so that a collection of every party's garbage
-  is not charged to whichever party happened to trigger it;
+  is timed here and added, as the simulator does not count it.  :func:`measure_case` collects
+  garbage before each round and turns the collector off during it, so that a collection of
+  every party's garbage is not charged to whichever party happened to trigger it, and no
+  round runs on a heap that an earlier round or technique left;
 * ``bytes_up`` / ``bytes_down`` -- bytes a surviving client sends / receives (mean);
 * ``rounds`` -- the most messages a surviving client sends (its round trips with the server);
 * ``peak_rss_mb`` -- the process's peak resident memory during the round (the simulator runs
@@ -37,6 +38,7 @@ import importlib
 import importlib.util
 import statistics
 import time
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,7 +183,10 @@ def build_aggregator(technique: Technique, spec: AggregationSpec, dropout: float
 
 
 class _TimedInputs:
-    """Delegates to an aggregator and times each client's ``set_input`` (CPU seconds)."""
+    """Delegates to an aggregator and times each client's ``set_input`` (CPU seconds).  The
+    timed method holds its party weakly: a party that referred to itself through it would be
+    garbage only the cycle collector frees (with it, e.g. the vector a DP client encoded), and
+    :func:`measure_case` runs with the collector off."""
 
     def __init__(self, inner):
         self.inner, self.input_cpu_s = inner, {}
@@ -191,11 +196,11 @@ class _TimedInputs:
 
     def client(self, client_id: int, **options):
         party = self.inner.client(client_id, **options)
-        set_input = party.set_input
+        set_input = weakref.WeakMethod(party.set_input)
 
         def timed(vector, weight=1):
             began = time.process_time()
-            set_input(vector, weight)
+            set_input()(vector, weight)
             self.input_cpu_s[client_id] = time.process_time() - began
 
         party.set_input = timed
@@ -264,16 +269,16 @@ def measure_case(technique: str, n: int, d: int, dropout: float, seed: int = 0, 
     the other measurements their median; ``wall_s`` is the median wall seconds of a round and
     ``repeats`` their number."""
     runs, walls = [], []
-    gc.collect()  # no collection of earlier garbage lands on one party's clock
-    gc.disable()
-    try:
-        while (not runs or len(runs) < (3 if walls[0] < 1 else 2 if walls[0] < 3 else 1)
-               or (sum(walls) < budget_s and len(runs) < most)):
+    while (not runs or len(runs) < (3 if walls[0] < 1 else 2 if walls[0] < 3 else 1)
+           or (sum(walls) < budget_s and len(runs) < most)):
+        gc.collect()  # every round starts clean: no earlier garbage lands on a party's clock
+        gc.disable()
+        try:
             began = time.perf_counter()
             runs.append(measure_round(technique, n, d, dropout, seed))
             walls.append(time.perf_counter() - began)
-    finally:
-        gc.enable()
+        finally:
+            gc.enable()
     pick = {k: min if k.endswith("cpu_s") else statistics.median for k in runs[0]}
     out = {k: pick[k](r[k] for r in runs) if isinstance(v, float) else v
            for k, v in runs[0].items()}

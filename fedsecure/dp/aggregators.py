@@ -3,9 +3,11 @@
 Theory of operation.  A DP aggregator builds an *inner* aggregator (plaintext, SecAgg, CKKS, ...)
 through :func:`~fedsecure.protocols.base.make_aggregator` and wraps its parties: the client
 wrapper transforms the vector before ``set_input`` hands it to the inner client, the server
-wrapper transforms the inner ``result()``.  The inner protocol is untouched.  Every client's
-update counts once (weight 1: DP-FedAvg's unweighted sum, McMahan et al., ICLR 2018), after L2
-clipping to ``clip_norm`` = C; the result's ``total_weight`` is the number of survivors.
+wrapper transforms the inner result -- once, in the call that finishes the inner round, so that
+it is the server's measured work and a single release.  The inner protocol is untouched.
+Every client's update counts once (weight 1: DP-FedAvg's unweighted sum, McMahan et al., ICLR
+2018), after L2 clipping to ``clip_norm`` = C; the result's ``total_weight`` is the number of
+survivors.
 
 * ``local`` -- each client releases clip(x) + N(0, (2 z C)^2): its output alone is (epsilon,
   delta)-DP against everyone, the server included, for any change of that client's update
@@ -147,11 +149,31 @@ class _ClientWrapper(_Delegating, ClientParty):
 
 
 class _ServerWrapper(_Delegating, ServerParty):
-    """An inner server whose result is transformed by ``decode``."""
+    """An inner server whose result is transformed by ``decode`` -- once, inside the call that
+    finishes the inner round: a driver counts the decoding (central DP's noise, distributed
+    DP's inverse rotation) as the server's work, and every ``result()`` is that one release
+    (never a fresh draw of the noise)."""
 
     def __init__(self, inner: ServerParty, decode: Callable[[AggregateResult], AggregateResult]):
         super().__init__()
         self.inner, self._decode = inner, decode
+        self._released: AggregateResult | None = None
+
+    def _settle(self) -> None:
+        if self._released is None and self.inner.done and self.inner.aborted is None:
+            self._released = self._decode(self.inner.result())
+
+    def start(self) -> None:
+        self.inner.start()
+        self._settle()
+
+    def receive(self, envelope) -> None:
+        self.inner.receive(envelope)
+        self._settle()
+
+    def peer_failed(self, peer, error) -> None:
+        self.inner.peer_failed(peer, error)
+        self._settle()
 
     @property
     def ready_for_next_round(self) -> bool:
@@ -163,13 +185,17 @@ class _ServerWrapper(_Delegating, ServerParty):
 
     def proceed_to_next_round(self) -> None:
         self.inner.proceed_to_next_round()
+        self._settle()
 
     @property
     def aborted(self):
         return self.inner.aborted
 
     def result(self) -> AggregateResult:
-        return self._decode(self.inner.result())
+        self._settle()
+        if self._released is None:
+            return self.inner.result()  # aborted or unfinished: the inner server raises why
+        return self._released
 
 
 class DPAggregator(Aggregator):

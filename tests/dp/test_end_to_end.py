@@ -15,7 +15,8 @@ import pytest
 from fedsecure.dp import make_dp_aggregator
 from fedsecure.dp.clipping import l2_clip
 from fedsecure.errors import ConfigurationError, InvalidInput
-from fedsecure.protocols.base import AggregationSpec
+from fedsecure.messages import SERVER_ID
+from fedsecure.protocols.base import AggregationSpec, RoundFinished
 from fedsecure.rng import DeterministicRandom
 from fedsecure.runtime.faults import Silent
 from fedsecure.runtime.simulation import simulate_round
@@ -92,6 +93,36 @@ def test_central_and_local_noise_has_the_target_scale(placement, protocol):
     assert agg.quantization_error * n < 1e-3 * math.sqrt(variance)  # SecAgg's fixed point
     variance_fits(result.weighted_sum - clipped, variance)
     assert result.total_weight == len(result.survivors)
+
+
+class CountingRandom:
+    """A random source that counts the bytes drawn from it."""
+
+    def __init__(self, seed: str):
+        self.inner, self.drawn = DeterministicRandom(seed), 0
+
+    def bytes(self, n: int) -> bytes:
+        self.drawn += n
+        return self.inner.bytes(n)
+
+
+def test_central_dp_noise_is_drawn_once_in_the_step_that_finishes_the_round():
+    """The noise is the server's own (driver-timed) work, not drawn later by ``result()``,
+    and every ``result()`` is that one release: asking again never draws fresh noise."""
+    n, d = 5, 300
+    agg = make_dp_aggregator("central", AggregationSpec(n_clients=n, vector_length=d),
+                             protocol="plaintext", noise_multiplier=1.0)
+    rng, servers = CountingRandom("central-once"), []
+    make = agg.server
+    agg.server = lambda rng_=None: servers.append(make(rng=rng)) or servers[-1]
+    drawn_at_finish = []
+    report = simulate_round(agg, updates(n, d, seed=2), on_event=lambda pid, event: (
+        drawn_at_finish.append(rng.drawn) if pid == SERVER_ID and isinstance(event, RoundFinished)
+        else None))
+    assert report.error is None and drawn_at_finish == [rng.drawn] and rng.drawn >= 8 * d
+    again = servers[0].result()
+    assert rng.drawn == drawn_at_finish[0]
+    assert np.array_equal(again.weighted_sum, report.result.weighted_sum)
 
 
 def test_dp_aggregation_is_unweighted():
