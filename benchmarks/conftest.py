@@ -3,6 +3,7 @@
 Also: ``--grid quick|full`` (or ``FEDSECURE_BENCH_GRID``) picks the grid of
 ``bench_compare.py``; the ``--benchmark-json`` output gains ``skipped`` (each skipped case and
 why) and ``fedsecure`` (grid, package versions, cores, load average) for ``report.py``.
+Under ``--benchmark-disable`` (the smoke run) the summary says what was not measured.
 """
 
 import importlib.metadata
@@ -41,6 +42,13 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if config.getoption("benchmark_disable"):
+        terminalreporter.write_line(
+            "--benchmark-disable: each benchmarked function ran once, untimed, and its asserts ran;"
+            " rates and ratios derived from timings were not measured (benchmarks/timing.py)")
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
