@@ -152,6 +152,7 @@ class _ServerWrapper(_Delegating, ServerParty):
     def __init__(self, inner: ServerParty, decode: Callable[[AggregateResult], AggregateResult]):
         super().__init__()
         self.inner, self._decode = inner, decode
+        self._released: AggregateResult | None = None
 
     @property
     def ready_for_next_round(self) -> bool:
@@ -169,7 +170,11 @@ class _ServerWrapper(_Delegating, ServerParty):
         return self.inner.aborted
 
     def result(self) -> AggregateResult:
-        return self._decode(self.inner.result())
+        """The decoded result, drawn once: asking again returns the same release (fresh
+        central noise on every call would hand out more than the one accounted release)."""
+        if self._released is None:
+            self._released = self._decode(self.inner.result())
+        return self._released
 
 
 class DPAggregator(Aggregator):
