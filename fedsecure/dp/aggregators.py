@@ -192,6 +192,8 @@ class _ServerWrapper(_Delegating, ServerParty):
         return self.inner.aborted
 
     def result(self) -> AggregateResult:
+        """The decoded result, drawn once (see the class docstring): asking again returns the
+        same release (the MPI runner asks more than once)."""
         self._settle()
         if self._released is None:
             return self.inner.result()  # aborted or unfinished: the inner server raises why

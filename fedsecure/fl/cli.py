@@ -171,9 +171,6 @@ def _train_mpi(config, *, quiet: bool, progress, began: float) -> int:
             print(f"{_heading(config)}; rank 0 is the server, ranks 1..{config.clients} the"
                   " clients", flush=True)
 
-    require(config.dp is None, "dp", config.dp, "is not available with --mpi yet; train in one"
-            " process (without --mpi)")
-
     def rank_part():
         outcome, result = train_mpi(config, on_start=start, on_round=progress,
                                     on_progress=None if quiet else print_now)

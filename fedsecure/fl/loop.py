@@ -131,9 +131,9 @@ def round_player(fed: Federation, metrics: list[dict], aggregate: AggregateFn) -
     ``config.dp`` is set, else :func:`run_round`."""
     if fed.config.dp is None:
         return lambda f, r: run_round(f, r, aggregate=aggregate)
-    from fedsecure.fl.dp_round import DPRounds
+    from fedsecure.fl.dp_round import DPRounds, in_process
 
-    return DPRounds(fed, metrics, run_round).play
+    return DPRounds(fed, metrics, in_process(run_round)).play
 
 
 def finish_round(fed: Federation, round_index: int, *, sampled: list[int],

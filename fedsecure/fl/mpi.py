@@ -40,16 +40,33 @@ went missing: rank 0 says so, tells the others, and ends the job with ``MPI_Abor
 75; it also ends a rank that hangs).  The checkpoint holds every finished round, and
 ``fedsecure train --resume`` continues the run in one process.  mpi4py is imported only when
 a job runs, so this module loads without the ``mpi`` extra.
+
+**Under DP** (``config.dp``, :mod:`fedsecure.fl.dp_round`) the rounds are that module's, with
+each party's part on its own rank.  Every rank makes the run's
+:class:`~fedsecure.fl.dp_round.DPPlan` in its pre-flight (it calibrates the noise multiplier
+from the configuration itself, so a client's noise does not depend on rank 0's word, and a
+failure stops every rank alike); rank 0 holds the accountant
+(:class:`~fedsecure.fl.dp_round.DPRounds`: budget check before the round, the event reached
+with the real survivors after it, epsilon in the row, the adaptive clip).  ``GlobalModel``
+carries the round's L2 clip (rank 0's adaptive clip; the noise scales with it, so it cannot
+weaken a client's guarantee); every rank runs the round's DP aggregator
+(``MPIRoundConfig.dp``, weight 1 each), so a client rank clips, counts and noises its own
+update (local, distributed) before it leaves the rank, and rank 0 decodes the sum and, under
+central DP, noises it; the round configuration's agreement checks that all ranks run the same
+noise.  A client's ``LocalReport`` then carries no statistics (they would be un-noised
+releases of its data): ``train_loss`` and ``clipped_fraction`` are null in the rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -67,6 +84,7 @@ from fedsecure.fl.config import TrainConfig
 from fedsecure.fl.model import model_to_vector, vector_size, vector_to_model
 from fedsecure.fl.server import RoundAggregate, clip_update
 from fedsecure.messages import SERVER_ID
+from fedsecure.protocols.base import AggregateResult
 from fedsecure.runtime.mpi_config import MPIRoundConfig
 from fedsecure.runtime.mpi_runner import (
     DIGEST_BYTES,
@@ -74,6 +92,9 @@ from fedsecure.runtime.mpi_runner import (
     agree_on_configuration,
     run_mpi_round,
 )
+
+if TYPE_CHECKING:  # fedsecure.fl.dp_round needs the dp extra: imported where DP runs
+    from fedsecure.fl.dp_round import DPPlan, DPRound
 
 TRAINING_TAG = 3
 """MPI tag of the training messages (the aggregation runner uses tags 1 and 2 on its own
@@ -91,15 +112,17 @@ class GlobalModel(msgspec.Struct, frozen=True, tag=True, array_like=True):
 
     round: int
     weights: bytes  # the model vector, float64 little-endian
+    clip_norm: float | None = None  # under DP: the round's L2 clip (rank 0's adaptive clip)
 
 
 class LocalReport(msgspec.Struct, frozen=True, tag=True, array_like=True):
-    """Client rank -> rank 0: what the metrics record of a client's local training."""
+    """Client rank -> rank 0: what the metrics record of a client's local training; under DP
+    only that it trained (the statistics would be un-noised releases of its data: None)."""
 
     round: int
-    n_samples: int
-    train_loss: float
-    clipped: int  # coordinates of the delta that were clipped
+    n_samples: int | None
+    train_loss: float | None
+    clipped: int | None  # coordinates of the delta that were clipped
 
 
 class TrainingOver(msgspec.Struct, frozen=True, tag=True, array_like=True):
@@ -131,9 +154,9 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None,
     comm = comm if comm is not None else MPI.COMM_WORLD
     rank, world = comm.Get_rank(), comm.Get_size()
     say = on_progress if rank == SERVER_ID and on_progress is not None else (lambda _: None)
-    fed, error = None, None
+    fed, plan, error = None, None, None
     try:
-        fed = _preflight(config, rank, world)
+        fed, plan = _preflight(config, rank, world)
     except (ConfigurationError, BackendUnavailable) as exc:
         error = str(exc)
     if fed is not None:
@@ -148,13 +171,17 @@ def train_mpi(config: TrainConfig, *, comm=None, on_start=None, on_round=None,
             if on_start is not None:
                 on_start(fed.config)
             say("training: the first round also warms up every rank's kernels")
-            return _serve(fed, comm, channel, on_round)
-        return _train_shard(fed, comm, channel, rank), None
+            return _serve(fed, plan, comm, channel, on_round)
+        return _train_shard(fed, plan, comm, channel, rank), None
     finally:
         channel.close()
 
 
-def _preflight(config: TrainConfig, rank: int, world: int) -> loop.Federation:
+def _preflight(config: TrainConfig, rank: int, world: int
+               ) -> tuple[loop.Federation, DPPlan | None]:
+    """This rank's Federation and, under DP, the run's DP plan (every rank calibrates the
+    noise itself, from the configuration; the round configurations' agreement then checks
+    that all got the same)."""
     require(config.clients == world - 1, "clients", config.clients,
             f"--mpi runs one client per client rank; this job has {world} ranks (rank 0 is the"
             f" server), so it trains {world - 1} clients: set clients = {world - 1}, or start"
@@ -171,7 +198,12 @@ def _preflight(config: TrainConfig, rank: int, world: int) -> loop.Federation:
             " without --mpi")
     if rank == SERVER_ID:
         config = loop.claim_run_dir(config)
-    return loop.prepare(config)
+    fed = loop.prepare(config)
+    if config.dp is None:
+        return fed, None
+    from fedsecure.fl.dp_round import DPPlan  # extra: dp
+
+    return fed, DPPlan(fed)
 
 
 def _digest(fed: loop.Federation, world: int) -> bytes:
@@ -185,14 +217,19 @@ def _digest(fed: loop.Federation, world: int) -> bytes:
     return digest.digest()
 
 
-def _round_config(fed: loop.Federation, round_index: int, *, warm_up: bool) -> MPIRoundConfig:
-    """The aggregation round every rank runs: the in-process loop's spec, as MPI ranks."""
+def _round_config(fed: loop.Federation, round_index: int, *, warm_up: bool,
+                  dp: DPRound | None = None) -> MPIRoundConfig:
+    """The aggregation round every rank runs: the in-process loop's spec, as MPI ranks (under
+    DP: inside the round's DP aggregator, every client with weight 1)."""
     cfg = fed.config
-    deadline = {} if cfg.deadline_s is None else {"deadline_s": cfg.deadline_s}
+    options = {} if cfg.deadline_s is None else {"deadline_s": cfg.deadline_s}
+    if dp is None:
+        options["max_weight"] = max(len(p) for p in fed.parts)
+    else:
+        options.update(dp=dp.options, max_weight=1, min_clients=dp.min_clients)
     return MPIRoundConfig(protocol=cfg.protocol, protocol_options=cfg.protocol_options,
                           round=round_index, dim=vector_size(fed.model), seed=cfg.seed,
-                          max_weight=max(len(p) for p in fed.parts), clip=cfg.clip,
-                          warm_up=warm_up, **deadline)
+                          clip=cfg.clip, warm_up=warm_up, **options)
 
 
 # --------------------------------------------------------------------------- rank 0
@@ -208,49 +245,60 @@ class _Server:
         self.played = 0
         self.missing: list[int] = []
 
-    def play(self, fed: loop.Federation, round_index: int) -> dict:
+    def play(self, fed: loop.Federation, round_index: int, dp: DPRound | None = None
+             ) -> tuple[dict, AggregateResult | None]:
+        """Round ``round_index`` (through ``dp``'s aggregator under DP, a
+        :data:`~fedsecure.fl.dp_round.DPRoundFn`): its metrics row and released result."""
         if self.missing:
             raise ProtocolAborted(
                 f"client ranks {self.missing} stopped reporting in round {round_index - 1};"
                 f" training stops (the run directory holds the finished rounds)")
         began = time.perf_counter()
         weights = model_to_vector(fed.model).astype("<f8").tobytes()
+        start = GlobalModel(round=round_index, weights=weights,
+                            clip_norm=None if dp is None else dp.clip_norm)
         for rank in self.clients:
-            self.channel.send(rank, GlobalModel(round=round_index, weights=weights))
-        reports = self._collect_reports(round_index)
+            self.channel.send(rank, start)
+        reports = self._collect_reports(round_index, private=dp is not None)
         trained = time.perf_counter()
         with (Path(fed.config.run_dir) / rundir.MPI_LOG_FILE).open("a") as log:
-            outcome = run_mpi_round(_round_config(fed, round_index, warm_up=not self.played),
-                                    comm=self.comm, produce_update=_no_update_on_rank_0,
-                                    stdout=log)
+            outcome = run_mpi_round(
+                _round_config(fed, round_index, warm_up=not self.played, dp=dp),
+                comm=self.comm, produce_update=_no_update_on_rank_0, stdout=log)
         aggregated = time.perf_counter()
         self.played += 1
         report = outcome.report
         self.missing = list(report["missing_reports"])
         result = outcome.result
         ranks = list(self.clients)
+        private = dp is not None  # the clients sent no statistics of their data
         aggregate = RoundAggregate(
             mean=None if result is None else np.asarray(result.mean, dtype=np.float64),
             survivors=() if result is None else tuple(r - 1 for r in result.survivors),
             dropped=tuple(r - 1 for r in (ranks if result is None else result.dropped)),
             error=None if report["error"] is None else ProtocolAborted(report["error"]),
-            clipped_fraction=sum(r.clipped for r in reports.values())
+            clipped_fraction=None if private else sum(r.clipped for r in reports.values())
             / (len(ranks) * report["dim"]),
             phase_seconds=report["phase_seconds"],
             bytes_total=report["bytes_total"],
             quantization_error=report["quantization_error"],
         )
-        return loop.finish_round(
+        row = loop.finish_round(
             fed, round_index, sampled=[r - 1 for r in ranks], stragglers=[], outcome=aggregate,
-            losses=[(reports[r].n_samples, reports[r].train_loss) for r in ranks],
+            losses=[] if private else [(reports[r].n_samples, reports[r].train_loss)
+                                       for r in ranks],
             seconds_train=trained - began, seconds_aggregate=aggregated - trained)
+        return row, result
 
-    def _collect_reports(self, round_index: int) -> dict[int, LocalReport]:
+    def _collect_reports(self, round_index: int, *, private: bool) -> dict[int, LocalReport]:
+        """Every client's report of the round (``private``, under DP: without statistics)."""
         reports: dict[int, LocalReport] = {}
         while len(reports) < len(self.clients):
             source, message = self.channel.receive(WAIT_TIMEOUT_S, "a client's training report")
             if not isinstance(message, LocalReport) or message.round != round_index \
-                    or source not in self.clients or source in reports:
+                    or source not in self.clients or source in reports \
+                    or any((value is None) != private for value in
+                           (message.n_samples, message.train_loss, message.clipped)):
                 raise MalformedMessage(f"unexpected {message!r} in round {round_index}", source)
             reports[source] = message
         return reports
@@ -261,11 +309,18 @@ def _no_update_on_rank_0(rank: int):
     raise LocalProtocolError(f"rank {rank} is the server and has no update")
 
 
-def _serve(fed: loop.Federation, comm, channel: _Channel, on_round
+def _serve(fed: loop.Federation, plan: DPPlan | None, comm, channel: _Channel, on_round
            ) -> tuple[RankOutcome, loop.TrainResult | None]:
     server = _Server(comm, channel)
+    if plan is None:
+        def play(fed, round_index):
+            return server.play(fed, round_index)[0]
+    else:  # the run's accountant lives here, on rank 0
+        from fedsecure.fl.dp_round import DPRounds
+
+        play = DPRounds(fed, [], server.play, plan=plan).play
     try:
-        result = loop.run_rounds(fed, [], play=server.play, on_round=on_round)
+        result = loop.run_rounds(fed, [], play=play, on_round=on_round)
     except ProtocolAborted as exc:  # a client rank went missing: stop, keep what is saved
         print(f"fedsecure train: rank 0: {exc}", file=sys.stderr, flush=True)
         result = None
@@ -279,7 +334,8 @@ def _serve(fed: loop.Federation, comm, channel: _Channel, on_round
 # --------------------------------------------------------------------------- client ranks
 
 
-def _train_shard(fed: loop.Federation, comm, channel: _Channel, rank: int) -> RankOutcome:
+def _train_shard(fed: loop.Federation, plan: DPPlan | None, comm, channel: _Channel,
+                 rank: int) -> RankOutcome:
     """Client rank ``rank``: train shard ``rank - 1`` in every round rank 0 starts."""
     d, played = vector_size(fed.model), 0
     while True:
@@ -292,22 +348,33 @@ def _train_shard(fed: loop.Federation, comm, channel: _Channel, rank: int) -> Ra
             raise MalformedMessage(
                 f"GlobalModel for round {message.round} with {len(message.weights)} bytes;"
                 f" expected round {played + 1} and {8 * d} bytes", source)
-        outcome = _client_round(fed, comm, channel, rank, message, warm_up=not played)
+        clip = message.clip_norm
+        if not (clip is None if plan is None
+                else clip is not None and math.isfinite(clip) and clip > 0):
+            raise MalformedMessage(f"GlobalModel with clip_norm={clip!r} in a run with"
+                                   f" dp={fed.config.dp!r}", source)
+        dp = None if plan is None else plan.round(clip)
+        outcome = _client_round(fed, comm, channel, rank, message, warm_up=not played, dp=dp)
         played += 1
         if not outcome.clean:
             return outcome
 
 
 def _client_round(fed: loop.Federation, comm, channel: _Channel, rank: int,
-                  start: GlobalModel, *, warm_up: bool) -> RankOutcome:
-    """Train from the global model of ``start``, report to rank 0, aggregate the delta."""
+                  start: GlobalModel, *, warm_up: bool, dp: DPRound | None) -> RankOutcome:
+    """Train from the global model of ``start``, report to rank 0, aggregate the delta (under
+    DP: this rank's DP client clips and noises it before it leaves the rank)."""
     vector_to_model(np.frombuffer(start.weights, dtype="<f8").copy(), fed.model)
     update = loop.local_update(fed, start.round, rank - 1)
     delta, clipped = clip_update(update.delta, fed.config.clip)
-    channel.send(SERVER_ID, LocalReport(round=start.round, n_samples=update.n_samples,
-                                        train_loss=update.train_loss, clipped=clipped))
-    return run_mpi_round(_round_config(fed, start.round, warm_up=warm_up), comm=comm,
-                         produce_update=lambda _: (delta, update.n_samples))
+    if dp is None:
+        report, weight = LocalReport(start.round, update.n_samples, update.train_loss,
+                                     clipped), update.n_samples
+    else:
+        report, weight = LocalReport(start.round, None, None, None), 1
+    channel.send(SERVER_ID, report)
+    return run_mpi_round(_round_config(fed, start.round, warm_up=warm_up, dp=dp), comm=comm,
+                         produce_update=lambda _: (delta, weight))
 
 
 # --------------------------------------------------------------------------- the channel

@@ -35,8 +35,14 @@ def format_round(row: dict, rounds: int) -> str:
             f"{_clients('dropped', row['dropped'])}{_clients('diverged', row['diverged'])}"
             f"  {row['bytes'] / 1e6:.3f} MB"
             f"  train {row['seconds_train']:.2f}s  aggregate {row['seconds_aggregate']:.2f}s"
-            f"  clipped {100 * row['clipped_fraction']:.2f}%{privacy}"
+            f"{_clipped(row['clipped_fraction'])}{privacy}"
             f"{'  [' + phases + ']' if phases else ''}{_robust_status(row)}{status}")
+
+
+def _clipped(fraction: float | None) -> str:
+    """The share of clipped coordinates ('' when not known: ``--mpi --dp`` clients do not
+    report it)."""
+    return "" if fraction is None else f"  clipped {100 * fraction:.2f}%"
 
 
 def _robust_status(row: dict) -> str:

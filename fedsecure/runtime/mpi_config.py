@@ -50,6 +50,11 @@ class MPIRoundConfig:
     growth) are not paid inside the real round's deadlines.  ``protocol_options`` go to the
     protocol's aggregator (e.g. ``scale_bits`` for SecAgg); ``round`` is the round number the
     parties' envelopes carry (a caller running several rounds, such as training, counts them).
+    ``dp`` (set by DP training, :mod:`fedsecure.fl.dp_round`; not a ``--config`` option) wraps
+    the protocol in a differential privacy placement: the keywords of
+    :func:`fedsecure.dp.make_dp_aggregator` besides the spec and the inner protocol
+    (``placement``, ``clip_norm``, ``noise_multiplier``, ``count_share``), so each client rank
+    clips and noises its own input and rank 0 decodes (and, central, noises) the sum.
     """
 
     protocol: str = "secagg"
@@ -66,6 +71,7 @@ class MPIRoundConfig:
     round_timeout_s: float = 600.0
     report_timeout_s: float = 10.0
     warm_up: bool = True
+    dp: Mapping[str, Any] | None = None
 
     def __post_init__(self):
         require(isinstance(self.protocol, str) and self.protocol in available_protocols(),
@@ -86,6 +92,11 @@ class MPIRoundConfig:
         for phase, seconds in self.phase_deadlines_s.items():
             require(isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds > 0,
                     f"phase_deadlines_s[{phase!r}]", seconds, "must be a finite number > 0")
+        require(self.dp is None or (isinstance(self.dp, Mapping) and "placement" in self.dp
+                                    and all(isinstance(k, str) for k in self.dp)),
+                "dp", self.dp, "must be a table of DP options with a placement, or unset")
+        if self.dp is not None:
+            object.__setattr__(self, "dp", dict(self.dp))
         object.__setattr__(self, "phase_deadlines_s", dict(self.phase_deadlines_s))
         object.__setattr__(self, "protocol_options", dict(self.protocol_options))
         object.__setattr__(self, "faults", tuple(self.faults))
@@ -99,10 +110,18 @@ class MPIRoundConfig:
 
     def aggregator(self, n_clients: int, session: bytes) -> Aggregator:
         """The round's aggregator for ``n_clients`` clients and the agreed session id."""
-        return make_aggregator(self.protocol, AggregationSpec(
+        return self.build(AggregationSpec(
             n_clients=n_clients, vector_length=self.dim, max_weight=self.max_weight,
-            clip=self.clip, min_clients=self.min_clients, session=session, round=self.round),
-            **self.protocol_options)
+            clip=self.clip, min_clients=self.min_clients, session=session, round=self.round))
+
+    def build(self, spec: AggregationSpec) -> Aggregator:
+        """This configuration's protocol (inside its DP placement, if any) over ``spec``."""
+        if self.dp is None:
+            return make_aggregator(self.protocol, spec, **self.protocol_options)
+        from fedsecure.dp import make_dp_aggregator  # extra: dp
+
+        return make_dp_aggregator(spec=spec, protocol=self.protocol,
+                                  protocol_options=self.protocol_options, **self.dp)
 
     def deadlines(self) -> Deadlines:
         return Deadlines(default_s=self.deadline_s, per_phase_s=self.phase_deadlines_s,
@@ -132,7 +151,7 @@ class MPIRoundConfig:
             "deadline_s": self.deadline_s, "phase_deadlines_s": dict(self.phase_deadlines_s),
             "faults": [fault_text(f) for f in self.faults],
             "round_timeout_s": self.round_timeout_s, "report_timeout_s": self.report_timeout_s,
-            "warm_up": self.warm_up,
+            "warm_up": self.warm_up, "dp": None if self.dp is None else dict(self.dp),
         }
 
     def digest(self, world_size: int) -> bytes:
@@ -171,7 +190,7 @@ def load_config_file(path: str) -> dict:
         raise ConfigurationError(f"--config={path!r}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigurationError(f"--config={path!r}: expected a table of options")
-    allowed = set(MPIRoundConfig.__dataclass_fields__) - {"faults"} | {"silent", "crash"}
+    allowed = set(MPIRoundConfig.__dataclass_fields__) - {"faults", "dp"} | {"silent", "crash"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigurationError(f"--config={path!r}: unknown options {unknown}")

@@ -65,7 +65,6 @@ from fedsecure.protocols.base import (
     ClientDropped,
     Event,
     RoundAborted,
-    make_aggregator,
 )
 from fedsecure.runtime.driver import PartyDriver, run_party
 from fedsecure.runtime.faults import FaultyTransport
@@ -386,7 +385,7 @@ def _warm_up(config: MPIRoundConfig, n: int) -> None:
                             (min(n, 3), min(config.dim, WARM_UP_MAX_VALUES))):
         spec = AggregationSpec(n_clients=clients, vector_length=length,
                                max_weight=config.max_weight, clip=config.clip)
-        simulate_round(make_aggregator(config.protocol, spec, **config.protocol_options),
+        simulate_round(config.build(spec),
                        {c: (np.zeros(spec.vector_length), 1) for c in spec.client_ids})
 
 
@@ -506,7 +505,8 @@ def _round_report(config, aggregator, server, events, reports, bad, missing, ref
     dropouts = [{"client": ev.client, "phase": ev.phase, "reason": ev.reason}
                 for pid, ev in events if pid == SERVER_ID and isinstance(ev, ClientDropped)]
     report = {
-        "protocol": config.protocol, "n_clients": n, "dim": config.dim,
+        "protocol": config.protocol, "dp": None if config.dp is None else config.dp["placement"],
+        "n_clients": n, "dim": config.dim,
         "world_size": n + 1, "session": aggregator.session.hex(), "config": config.to_json(),
         "outcome": "finished", "error": None, "survivors": [], "dropped": [],
         "dropouts": dropouts, "check": None, "round_s": reports[SERVER_ID]["round_s"],
@@ -553,8 +553,9 @@ def _phase_seconds(reports: Mapping[int, dict]) -> dict[str, float]:
 
 def format_summary(report: dict) -> str:
     """The outcome line(s) and a per-rank table, as rank 0 prints them."""
-    lines = [(f"mpi-round: protocol {report['protocol']}, {report['n_clients']} client ranks"
-              f" x {report['dim']} values, session {report['session'][:8]}...")]
+    inside = "" if report["dp"] is None else f" inside {report['dp']} DP"
+    lines = [(f"mpi-round: protocol {report['protocol']}{inside}, {report['n_clients']} client"
+              f" ranks x {report['dim']} values, session {report['session'][:8]}...")]
     if report["outcome"] == "aborted":
         lines.append(f"round ABORTED: {report['error']}")
     else:

@@ -125,6 +125,22 @@ def test_central_dp_noise_is_drawn_once_in_the_step_that_finishes_the_round():
     assert np.array_equal(again.weighted_sum, report.result.weighted_sum)
 
 
+def test_the_central_release_is_drawn_once():
+    """Asking the server again returns the same noisy sum: fresh noise on every call would
+    hand out more than the one accounted release (the MPI runner asks twice)."""
+    agg = make_dp_aggregator("central", AggregationSpec(n_clients=3, vector_length=50),
+                             protocol="plaintext", noise_multiplier=1.0,
+                             rng=DeterministicRandom("once"))
+    inputs = updates(3, 50, seed=2)
+    servers = []
+    server = agg.server
+    agg.server = lambda rng=None: servers.append(server(rng=rng)) or servers[-1]
+    first = simulate_round(agg, inputs).result
+    assert servers[0].result() is first
+    clipped = sum(l2_clip(inputs[c][0], 1.0) for c in first.survivors)
+    assert not np.allclose(first.weighted_sum, clipped)  # the noise is in it
+
+
 def test_dp_aggregation_is_unweighted():
     agg = make_dp_aggregator("central", AggregationSpec(n_clients=3, vector_length=4),
                              protocol="plaintext", noise_multiplier=1.0)

@@ -49,6 +49,17 @@ def test_extending_a_finished_run_stops_before_the_round_that_would_overspend(tm
     assert len(rows) == 3  # nothing of round 4 ran
 
 
+@pytest.mark.parametrize("dp, protocol", [("central", "plaintext"), ("local", "plaintext")])
+def test_a_round_where_every_client_diverges_releases_nothing(tmp_path, dp, protocol):
+    rows = train(_config(tmp_path, dp=dp, protocol=protocol, rounds=2, lr=1e6)).metrics
+    assert [row["aborted"].startswith("every client's local training diverged")
+            for row in rows] == [True, True]
+    if dp == "central":  # nothing was aggregated, so nothing was released
+        assert [row["epsilon"] for row in rows] == [0.0, 0.0]
+    else:  # local DP accounts an aborted round as released (conservative: nothing left here)
+        assert 0 < rows[0]["epsilon"] < rows[1]["epsilon"] < 3.0
+
+
 def test_distributed_dp_needs_secure_aggregation():
     with pytest.raises(ConfigurationError, match="distributed DP needs secure aggregation"):
         TrainConfig(dp="distributed", epsilon=1.0, protocol="plaintext")

@@ -42,23 +42,24 @@ def test_rank_0_claims_the_run_directory_and_clients_do_not(tmp_path):
     config = TrainConfig(**SMALL, run_dir=str(tmp_path / "run"))
     with pytest.raises(ConfigurationError, match="^run_dir=.*already holds a run"):
         mpi._preflight(config, rank=0, world=5)
-    assert mpi._preflight(config, rank=2, world=5).config.run_dir == str(tmp_path / "run")
+    assert mpi._preflight(config, rank=2, world=5)[0].config.run_dir == str(tmp_path / "run")
 
 
 def test_digest_covers_what_ranks_compute_not_where_they_run(tmp_path):
     config = TrainConfig(**SMALL, run_dir=str(tmp_path / "a"))
-    base = mpi._digest(mpi._preflight(config, rank=1, world=5), 5)
+    base = mpi._digest(mpi._preflight(config, rank=1, world=5)[0], 5)
     local = replace(config, run_dir=str(tmp_path / "b"), device="cpu", threads=0)
-    assert mpi._digest(mpi._preflight(local, rank=1, world=5), 5) == base
-    assert mpi._digest(mpi._preflight(replace(config, lr=0.1), rank=1, world=5), 5) != base
-    assert mpi._digest(mpi._preflight(replace(config, seed=1), rank=1, world=5), 5) != base
+    assert mpi._digest(mpi._preflight(local, rank=1, world=5)[0], 5) == base
+    assert mpi._digest(mpi._preflight(replace(config, lr=0.1), rank=1, world=5)[0], 5) != base
+    assert mpi._digest(mpi._preflight(replace(config, seed=1), rank=1, world=5)[0], 5) != base
     assert len(base) == 32
 
 
 def test_each_round_is_the_in_process_loops_aggregation(tmp_path):
     config = TrainConfig(**dict(SMALL, protocol="secagg"), protocol_options={"scale_bits": 20},
                          deadline_s=7.0, run_dir=str(tmp_path / "run"))
-    fed = mpi._preflight(config, rank=1, world=5)
+    fed, plan = mpi._preflight(config, rank=1, world=5)
+    assert plan is None  # no DP
     round_config = mpi._round_config(fed, 3, warm_up=False)
     assert (round_config.protocol, round_config.protocol_options) == ("secagg",
                                                                       {"scale_bits": 20})
@@ -73,6 +74,21 @@ def test_each_round_is_the_in_process_loops_aggregation(tmp_path):
         in_process.quantization_error
     assert mpi._round_config(replace(fed, config=replace(config, deadline_s=None)), 1,
                              warm_up=True).deadline_s == 30.0  # the runner's default
+
+
+def test_a_dp_round_is_the_in_process_dp_aggregation(tmp_path):
+    pytest.importorskip("dp_accounting", reason="dp-accounting is not installed (extra: dp)")
+    config = TrainConfig(**dict(SMALL, protocol="secagg"), dp="distributed", epsilon=3.0,
+                         run_dir=str(tmp_path / "run"))
+    fed, plan = mpi._preflight(config, rank=1, world=5)
+    dp = plan.round(0.5)
+    round_config = mpi._round_config(fed, 2, warm_up=False, dp=dp)
+    assert round_config.dp == dp.options and dp.options["clip_norm"] == 0.5
+    assert (round_config.max_weight, round_config.min_clients) == (1, None)
+    aggregator = round_config.aggregator(4, bytes(16))
+    assert aggregator.placement == "distributed"
+    assert aggregator.noise_multiplier == plan.noise_multiplier
+    assert aggregator.privacy_event(3) == plan.privacy_event(0.5, 3)
 
 
 @pytest.mark.parametrize("message", [

@@ -76,6 +76,23 @@ def test_protocol_options_and_round_reach_the_aggregator():
         bad.aggregator(3, bytes(16))
 
 
+def test_a_dp_round_builds_the_placement_around_the_protocol():
+    pytest.importorskip("dp_accounting", reason="dp-accounting is not installed (extra: dp)")
+    dp = {"placement": "distributed", "clip_norm": 1.0, "noise_multiplier": 2.0,
+          "count_share": None}
+    config = MPIRoundConfig(protocol="secagg", dim=8, max_weight=1, min_clients=2, dp=dp)
+    aggregator = config.aggregator(3, bytes(16))
+    assert aggregator.placement == "distributed" and aggregator.protocol == "secagg"
+    assert aggregator.spec.min_clients == 2 and aggregator.noise_multiplier == 2.0
+    assert config.digest(4) != MPIRoundConfig(protocol="secagg", dim=8, max_weight=1,
+                                              min_clients=2).digest(4)
+    assert config.digest(4) != MPIRoundConfig(
+        protocol="secagg", dim=8, max_weight=1, min_clients=2,
+        dp={**dp, "noise_multiplier": 2.5}).digest(4)
+    with pytest.raises(ConfigurationError, match="dp"):
+        MPIRoundConfig(protocol="secagg", dp={"clip_norm": 1.0})
+
+
 def test_synthetic_updates_are_reproducible_per_client_and_in_range():
     config = MPIRoundConfig(protocol="plaintext", dim=500, seed=3, max_weight=7, clip=0.5)
     v1, w1 = synthetic_update(config, 1)
@@ -109,6 +126,7 @@ def test_config_files_toml_and_json_agree(tmp_path):
 
 @pytest.mark.parametrize("name, text, match", [
     ("r.toml", "dimm = 3\n", "unknown options"),
+    ("r.toml", "[dp]\nplacement = 'central'\n", "unknown options"),  # set by DP training
     ("r.toml", "dim = \n", "r.toml"),
     ("r.yaml", "dim: 3\n", "toml or .json"),
     ("r.json", "[1, 2]", "table of options"),
@@ -149,7 +167,7 @@ def test_bad_command_lines_are_refused(argv, match):
 
 def summary_report(**changes) -> dict:
     report = {
-        "protocol": "secagg", "n_clients": 2, "dim": 4, "session": "ab" * 16,
+        "protocol": "secagg", "dp": None, "n_clients": 2, "dim": 4, "session": "ab" * 16,
         "outcome": "finished", "error": None, "survivors": [1], "dropped": [2],
         "dropouts": [{"client": 2, "phase": "collect_masked", "reason": "late"}],
         "check": {"max_abs_error": 0.5, "tolerance": 0.1, "total_weight": 1.0,
@@ -172,6 +190,12 @@ def test_summary_flags_a_mismatch_and_the_silent_ranks():
     assert "dropped client 2 in collect_masked: late" in text
     assert "crash 2:MaskedInput" in text
     assert "no report from ranks [2]" in text
+
+
+def test_summary_names_the_dp_placement_around_the_protocol():
+    assert "protocol secagg, 2 client ranks" in format_summary(summary_report())
+    assert "protocol secagg inside distributed DP, 2 client ranks" in format_summary(
+        summary_report(dp="distributed"))
 
 
 def test_summary_names_a_rank_dropped_for_a_bad_control_message():

@@ -19,8 +19,8 @@ CRASH_RANK, CRASH_ROUND = int(sys.argv[1]), int(sys.argv[2])
 _round_config = mpi._round_config
 
 
-def _with_crash(fed, round_index, *, warm_up):
-    config = _round_config(fed, round_index, warm_up=warm_up)
+def _with_crash(fed, round_index, **options):
+    config = _round_config(fed, round_index, **options)
     if round_index != CRASH_ROUND:
         return config
     return replace(config, faults=(Crash(CRASH_RANK, "MaskedInput"),))
