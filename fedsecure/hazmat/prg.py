@@ -187,24 +187,11 @@ def _add_narrow_rows(out, stream, count, width, mask, subtract):
     Each block of 8 values is one vector operation (:func:`_narrow_block_adder`); the last
     chunk's tail, byte by byte."""
     blocks = out.size // 8
-    for j in range(blocks):  # loop-invariant branches: always predicted
+    for j in range(blocks):  # a loop-invariant branch: always predicted
         if width == 5:
-            if count == 4:
-                _add_5x4(out, 8 * j, stream, 40 * j, mask, subtract)
-            elif count == 3:
-                _add_5x3(out, 8 * j, stream, 40 * j, mask, subtract)
-            elif count == 2:
-                _add_5x2(out, 8 * j, stream, 40 * j, mask, subtract)
-            else:
-                _add_5x1(out, 8 * j, stream, 40 * j, mask, subtract)
-        elif count == 4:
-            _add_6x4(out, 8 * j, stream, 48 * j, mask, subtract)
-        elif count == 3:
-            _add_6x3(out, 8 * j, stream, 48 * j, mask, subtract)
-        elif count == 2:
-            _add_6x2(out, 8 * j, stream, 48 * j, mask, subtract)
+            _add_5_wide(out, 8 * j, stream, 40 * j, count, mask, subtract)
         else:
-            _add_6x1(out, 8 * j, stream, 48 * j, mask, subtract)
+            _add_6_wide(out, 8 * j, stream, 48 * j, count, mask, subtract)
     for i in range(8 * blocks, out.size):
         total = np.uint64(0)
         for r in range(count):
@@ -214,43 +201,50 @@ def _add_narrow_rows(out, stream, count, width, mask, subtract):
         _add_word(out, i, total, mask, subtract)
 
 
-def _narrow_block_adder(width: int, count: int):
-    """A numba intrinsic ``f(out, i, stream, at, mask, subtract)``: ``out[i:i + 8] = (out[i:i
-    + 8] +/- the sum over rows r < count of the 8 values of ``width`` bytes at byte ``at + r *
-    CHUNK_BYTES`` of ``stream``) & mask``, as LLVM vector code: each row is one 64-byte
-    load and one byte shuffle that spreads its 8 values into 8 zero-extended uint64 lanes
-    (AVX-512 VBMI: one vpermb; other targets: whatever LLVM lowers the shuffle to).  The load
-    reads 64 - 8 * width bytes past the block, so the caller leaves that much slack after a
-    row.  Lanes are little-endian, as is every word here (add_masks_into refuses other hosts)."""
+def _narrow_block_adder(width: int):
+    """A numba intrinsic ``f(out, i, stream, at, count, mask, subtract)``: ``out[i:i + 8] =
+    (out[i:i + 8] +/- the sum over rows r < count <= GROUP of the 8 values of ``width`` bytes at
+    byte ``at + r * CHUNK_BYTES`` of ``stream``) & mask``, as LLVM vector code: each row is one
+    64-byte load and one byte shuffle that spreads its 8 values into 8 zero-extended uint64
+    lanes (AVX-512 VBMI: one vpermb; other targets: whatever LLVM lowers the shuffle to).  All
+    GROUP rows are loaded and rows r >= count selected away (only a sign's last group has
+    fewer), so the scratch buffer must hold GROUP rows.  A load reads 64 - 8 * width bytes past
+    its block, so the caller leaves that much slack after a row.  Lanes are little-endian, as
+    is every word here (add_masks_into refuses other hosts)."""
     bytes_ = ir.VectorType(ir.IntType(8), 64)
     lanes = ir.VectorType(ir.IntType(64), 8)
     spread = ir.Constant(ir.VectorType(ir.IntType(32), 64), [  # byte b of lane v; 64: a zero
         width * (j // 8) + j % 8 if j % 8 < width else 64 for j in range(64)])
 
     @intrinsic
-    def add_block(typingctx, out, index, stream, offset, mask, subtract):
+    def add_block(typingctx, out, index, stream, offset, count, mask, subtract):
         if out != types.Array(types.uint64, 1, "C") \
                 or stream != types.Array(types.uint8, 1, "C"):
             return None
-        signature = types.void(out, types.intp, stream, types.intp, types.uint64,
+        signature = types.void(out, types.intp, stream, types.intp, types.intp, types.uint64,
                                types.boolean)
 
         def codegen(context, builder, sig, args):
             target = context.make_array(sig.args[0])(context, builder, args[0]).data
             source = context.make_array(sig.args[2])(context, builder, args[2]).data
             total = None
-            for row in range(count):
+            for row in range(GROUP):
                 at = builder.add(args[3], ir.Constant(args[3].type, row * CHUNK_BYTES))
                 loaded = builder.load(builder.bitcast(builder.gep(source, [at]),
                                                       bytes_.as_pointer()), align=1)
                 values = builder.bitcast(builder.shuffle_vector(
                     loaded, ir.Constant(bytes_, None), spread), lanes)
-                total = values if total is None else builder.add(total, values)
+                if total is None:
+                    total = values
+                else:
+                    wanted = builder.icmp_signed(">", args[4], ir.Constant(args[4].type, row))
+                    total = builder.add(total, builder.select(
+                        wanted, values, ir.Constant(lanes, None)))
             words = builder.bitcast(builder.gep(target, [args[1]]), lanes.as_pointer())
             current = builder.load(words, align=1)
-            result = builder.select(args[5], builder.sub(current, total),
+            result = builder.select(args[6], builder.sub(current, total),
                                     builder.add(current, total))
-            broadcast = builder.insert_element(ir.Constant(lanes, None), args[4],
+            broadcast = builder.insert_element(ir.Constant(lanes, None), args[5],
                                                ir.Constant(ir.IntType(32), 0))
             broadcast = builder.shuffle_vector(broadcast, ir.Constant(lanes, None),
                                                ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
@@ -262,8 +256,7 @@ def _narrow_block_adder(width: int, count: int):
     return add_block
 
 
-_add_5x1, _add_5x2, _add_5x3, _add_5x4 = (_narrow_block_adder(5, c) for c in range(1, 5))
-_add_6x1, _add_6x2, _add_6x3, _add_6x4 = (_narrow_block_adder(6, c) for c in range(1, 5))
+_add_5_wide, _add_6_wide = _narrow_block_adder(5), _narrow_block_adder(6)
 
 
 def expand(seed: bytes, context: bytes, count: int, dtype: str,
