@@ -206,11 +206,12 @@ def _narrow_block_adder(width: int):
     (out[i:i + 8] +/- the sum over rows r < count <= GROUP of the 8 values of ``width`` bytes at
     byte ``at + r * CHUNK_BYTES`` of ``stream``) & mask``, as LLVM vector code: each row is one
     64-byte load and one byte shuffle that spreads its 8 values into 8 zero-extended uint64
-    lanes (AVX-512 VBMI: one vpermb; other targets: whatever LLVM lowers the shuffle to).  All
-    GROUP rows are loaded and rows r >= count selected away (only a sign's last group has
-    fewer), so the scratch buffer must hold GROUP rows.  A load reads 64 - 8 * width bytes past
-    its block, so the caller leaves that much slack after a row.  Lanes are little-endian, as
-    is every word here (add_masks_into refuses other hosts)."""
+    lanes (AVX-512 VBMI: one vpermb; other targets: whatever LLVM lowers the shuffle to).
+    The IR switches on count to one straight-line sum per count (always predicted: only a
+    sign's last group has fewer than GROUP rows; any count outside 2..GROUP sums one row).  A
+    load reads 64 - 8 * width bytes past its block, so the caller leaves that much slack after
+    a row.  Lanes are little-endian, as is every word here (add_masks_into refuses other
+    hosts)."""
     bytes_ = ir.VectorType(ir.IntType(8), 64)
     lanes = ir.VectorType(ir.IntType(64), 8)
     spread = ir.Constant(ir.VectorType(ir.IntType(32), 64), [  # byte b of lane v; 64: a zero
@@ -227,19 +228,34 @@ def _narrow_block_adder(width: int):
         def codegen(context, builder, sig, args):
             target = context.make_array(sig.args[0])(context, builder, args[0]).data
             source = context.make_array(sig.args[2])(context, builder, args[2]).data
-            total = None
-            for row in range(GROUP):
+
+            def row_values(row):
                 at = builder.add(args[3], ir.Constant(args[3].type, row * CHUNK_BYTES))
                 loaded = builder.load(builder.bitcast(builder.gep(source, [at]),
                                                       bytes_.as_pointer()), align=1)
-                values = builder.bitcast(builder.shuffle_vector(
+                return builder.bitcast(builder.shuffle_vector(
                     loaded, ir.Constant(bytes_, None), spread), lanes)
-                if total is None:
-                    total = values
-                else:
-                    wanted = builder.icmp_signed(">", args[4], ir.Constant(args[4].type, row))
-                    total = builder.add(total, builder.select(
-                        wanted, values, ir.Constant(lanes, None)))
+
+            # a switch on count, each case straight-line: sum rows 0..count-1 (count >= 1)
+            merge = builder.append_basic_block("summed")
+            cases, default = [], builder.append_basic_block("one_row")
+            switch = builder.switch(args[4], default)
+            for rows in range(2, GROUP + 1):
+                block = builder.append_basic_block(f"rows_{rows}")
+                switch.add_case(ir.Constant(args[4].type, rows), block)
+                cases.append((rows, block))
+            sums = []
+            for rows, block in [(1, default)] + cases:
+                builder.position_at_end(block)
+                total = row_values(0)
+                for row in range(1, rows):
+                    total = builder.add(total, row_values(row))
+                sums.append((total, builder.block))
+                builder.branch(merge)
+            builder.position_at_end(merge)
+            total = builder.phi(lanes)
+            for value, block in sums:
+                total.add_incoming(value, block)
             words = builder.bitcast(builder.gep(target, [args[1]]), lanes.as_pointer())
             current = builder.load(words, align=1)
             result = builder.select(args[6], builder.sub(current, total),
